@@ -1,0 +1,21 @@
+// Element-wise and reduction kernels on float rows (norms, activations, softmax, dot products).
+#pragma once
+
+#include <cstdint>
+
+namespace anvil {
+
+// Each kernel has a vector path selected at run time (GCC target clones: AVX-512, AVX2, SSE2);
+// the tests compare them with the scalar references in tests/ops.
+float dot_f32(const float* a, const float* b, int64_t n);
+void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps);
+void softmax_inplace(float* x, int64_t n);
+void silu_mul_inplace(float* gate, const float* up, int64_t n);  // gate = silu(gate) * up
+void add_inplace(float* x, const float* y, int64_t n);
+void axpy(float a, const float* x, float* y, int64_t n);        // y += a * x
+
+// Row conversions to float for the plain weight types (fast versions of DTypeInfo::to_float).
+void bf16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
+void f16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
+
+}  // namespace anvil

@@ -1,0 +1,35 @@
+// Tensor: a typed, shaped view of bytes owned elsewhere (an mmap or a buffer kept by the owner).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace anvil {
+
+// Shapes are row-major in numpy order: the LAST dimension is contiguous. A weight matrix
+// of a linear layer y = W x has shape (out_features, in_features), as in PyTorch/HF.
+// (GGUF's ne[] lists dimensions innermost first; readers reverse it.)
+struct Tensor {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const std::byte* data = nullptr;
+  size_t nbytes = 0;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  int64_t rows() const { return shape.empty() ? 1 : numel() / cols(); }
+  size_t row_bytes() const { return dtype_bytes(dtype, cols()); }
+  const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+  std::string shape_string() const;  // "(4096, 11008)"
+};
+
+}  // namespace anvil

@@ -1,0 +1,37 @@
+// Hugging Face model directories: config.json plus model.safetensors (or shards with an index).
+#pragma once
+
+#include <string>
+
+#include "anvil/status.h"
+#include "model/checkpoint.h"
+#include "model/model_config.h"
+
+namespace anvil {
+
+// True when `path` is a directory holding config.json (how a loader tells HF dirs from files).
+bool is_hf_checkpoint_dir(const std::string& path);
+
+// Parses the text of a config.json (model_type llama, mistral or qwen2). `path` names the file in
+// messages. Sets rope_style = NeoX (HF keeps q/k rows in rotate-half order); leaves name empty and
+// attn_qkv_bias false, since those come from the directory and the weights.
+Result<ModelConfig> parse_hf_config(const std::string& json_text, const std::string& path);
+
+// Loads a model directory: config.json, model.safetensors or model.safetensors.index.json with
+// its shards (all memory-mapped and kept in checkpoint.storage; tensors are views, not copies),
+// and the chat template of tokenizer_config.json. Tensors get canonical (GGUF) names; every
+// tensor the config requires is checked for presence and shape. The vocabulary stays empty
+// (tokenizer.json is read elsewhere). q/k weights are kept as stored (rope_style NeoX).
+Result<Checkpoint> load_hf_checkpoint(const std::string& dir);
+
+// Writes `checkpoint` (F32/F16/BF16 tensors) as config.json + model.safetensors (+ a
+// tokenizer_config.json holding the chat template, when there is one) under `dir`, creating it.
+// Interleaved q/k rows are permuted to HF's rotate-half order, so the result loads back as NeoX.
+Status write_hf_checkpoint(const Checkpoint& checkpoint, const std::string& dir);
+
+// Tensor name mapping: "blk.3.attn_q.weight" <-> "model.layers.3.self_attn.q_proj.weight".
+// Each returns an empty string for names outside the mapping.
+std::string hf_tensor_name(const std::string& canonical_name);
+std::string canonical_tensor_name(const std::string& hf_name);
+
+}  // namespace anvil

@@ -1,0 +1,44 @@
+// Checkpoint: a model's config, vocabulary and weights by canonical name, from any file format.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/model_config.h"
+#include "tokenizer/vocab.h"
+
+namespace anvil {
+
+// Canonical tensor names are GGUF's (llama.cpp's) names, so every reader maps to one namespace:
+//   token_embd.weight      (vocab, dim)
+//   output_norm.weight     (dim)
+//   output.weight          (vocab, dim)            absent when tied_embeddings
+//   rope_freqs.weight      (head_dim/2)            optional: per-frequency divisors (Llama 3.1)
+//   blk.N.attn_norm.weight (dim)
+//   blk.N.attn_q.weight    (n_heads*head_dim, dim)     + blk.N.attn_q.bias when attn_qkv_bias
+//   blk.N.attn_k.weight    (n_kv_heads*head_dim, dim)  + blk.N.attn_k.bias
+//   blk.N.attn_v.weight    (n_kv_heads*head_dim, dim)  + blk.N.attn_v.bias
+//   blk.N.attn_output.weight (dim, n_heads*head_dim)
+//   blk.N.ffn_norm.weight  (dim)
+//   blk.N.ffn_gate.weight  (hidden_dim, dim)
+//   blk.N.ffn_up.weight    (hidden_dim, dim)
+//   blk.N.ffn_down.weight  (dim, hidden_dim)
+// q/k rows are as stored in the source file; config.rope_style says which RoPE pairing they need.
+struct Checkpoint {
+  ModelConfig config;
+  Vocab vocab;
+  std::map<std::string, Tensor> tensors;
+  std::string source;  // path or "dummy:<preset>", for messages
+  // Keeps the bytes behind `tensors` alive (memory maps, owned buffers).
+  std::vector<std::shared_ptr<const void>> storage;
+
+  const Tensor* find(const std::string& name) const {
+    auto it = tensors.find(name);
+    return it == tensors.end() ? nullptr : &it->second;
+  }
+};
+
+}  // namespace anvil

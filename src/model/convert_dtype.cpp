@@ -1,0 +1,39 @@
+// Weight dtype conversion through float rows.
+#include "model/convert_dtype.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+#include "compute/cpu/matmul.h"
+
+namespace anvil {
+
+Status convert_weight_dtype(Checkpoint& checkpoint, DType dtype) {
+  const DTypeInfo& target = dtype_info(dtype);
+  if (!target.from_float) return Status::error(fmt::format("anvil cannot write {} weights yet", target.name));
+  for (auto& [name, tensor] : checkpoint.tensors) {
+    const bool is_matrix = tensor.shape.size() == 2;
+    const DType wanted = is_matrix ? dtype : DType::F32;
+    if (tensor.dtype == wanted) continue;
+    const int64_t rows = tensor.rows(), cols = tensor.cols();
+    if (cols % dtype_info(wanted).block_elems != 0)
+      return Status::error(fmt::format("{}: tensor {} has rows of {} elements, not a multiple of the {} block of {}",
+                                       checkpoint.source, name, cols, dtype_info(wanted).name,
+                                       dtype_info(wanted).block_elems));
+    const size_t row_bytes = dtype_bytes(wanted, cols);
+    auto buffer = std::shared_ptr<std::byte[]>(new std::byte[row_bytes * rows]);
+    std::vector<float> row(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      weight_row_to_f32(tensor, r, row.data());
+      dtype_info(wanted).from_float(row.data(), buffer.get() + r * row_bytes, cols);
+    }
+    tensor.dtype = wanted;
+    tensor.data = buffer.get();
+    tensor.nbytes = row_bytes * rows;
+    checkpoint.storage.push_back(std::shared_ptr<const void>(buffer, buffer.get()));
+  }
+  return Status::ok();
+}
+
+}  // namespace anvil

@@ -1,0 +1,43 @@
+// Shared layer helpers every architecture's graph is made of (llama.cpp's build_norm /
+// build_attn / build_ffn): each works on a packed batch of n_tokens rows of one sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/kv_cache.h"
+#include "model/model_config.h"
+#include "model/transformer_weights.h"
+
+namespace anvil {
+
+// Scratch activations for one forward call, sized for n_tokens.
+struct ForwardScratch {
+  ForwardScratch(const ModelConfig& c, int64_t n_tokens);
+  int64_t n_tokens;
+  std::vector<float> hidden;    // (n_tokens, dim): the residual stream
+  std::vector<float> normed;    // (n_tokens, dim)
+  std::vector<float> q;         // (n_tokens, n_heads*head_dim)
+  std::vector<float> k;         // (n_tokens, n_kv_heads*head_dim)
+  std::vector<float> v;         // (n_tokens, n_kv_heads*head_dim)
+  std::vector<float> attn_out;  // (n_tokens, n_heads*head_dim)
+  std::vector<float> gate;      // (n_tokens, hidden_dim)
+  std::vector<float> up;        // (n_tokens, hidden_dim)
+  std::vector<float> proj;      // (n_tokens, dim): output of wo / w_down before the residual add
+};
+
+// out[t] = rmsnorm(in[t]) * weight for every token row.
+void build_norm(const float* in, const std::vector<float>& weight, float eps, int64_t n_tokens, int64_t dim,
+                float* out);
+
+// Self-attention of a layer for tokens at positions [first_position, first_position + n_tokens):
+// q/k/v projections (+bias), RoPE, append K/V to the cache, causal (optionally sliding-window)
+// GQA attention, output projection. Reads scratch.normed, writes scratch.proj.
+void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, int64_t layer,
+                     int64_t first_position, SequenceKvCache& cache, ForwardScratch& scratch);
+
+// SwiGLU feed-forward: w_down(silu(w_gate x) * w_up x). Reads scratch.normed, writes scratch.proj.
+void build_ffn(ThreadPool& pool, const LayerWeights& layer, int64_t hidden_dim, ForwardScratch& scratch);
+
+}  // namespace anvil

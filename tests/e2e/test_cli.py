@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the anvil CLI: generation, conversion round trips and bad input.
+
+Run by CTest as: test_cli.py --anvil BIN --shared-data DIR --tmp DIR
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+STORIES_GOLDEN = ("461,461,401,401,401,461,378,455,473,456,435,299,362,409,283,264,283,452,288,13,"
+                  "431,431,431,431,431,431,431,431,431,431,431,431")
+
+failures = []
+
+
+def run(anvil, *args, timeout=300):
+    proc = subprocess.run([anvil, *args], capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def check(name, condition, detail=""):
+    print(("ok   " if condition else "FAIL ") + name + ("" if condition else ": " + detail))
+    if not condition:
+        failures.append(name)
+
+
+def last_line(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def expect_error(anvil, name, args, must_contain):
+    code, out, err = run(anvil, *args)
+    # Progress lines may come first; the error is exactly one line, the last one.
+    lines = [l for l in err.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("anvil: error:")]
+    ok = code == 1 and len(errors) == 1 and lines[-1] == errors[0] and must_contain in errors[0]
+    check("bad input: " + name, ok, f"exit {code}, stderr {err!r}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--anvil", required=True)
+    parser.add_argument("--shared-data", required=True)
+    parser.add_argument("--tmp", required=True)
+    args = parser.parse_args()
+    anvil, tmp = args.anvil, args.tmp
+    os.makedirs(tmp, exist_ok=True)
+    stories = os.path.join(args.shared_data, "models", "stories260K.bin")
+
+    # Golden generation through the CLI, 1 and 2 threads.
+    for threads in ("1", "2"):
+        code, out, err = run(anvil, "run", "--model", stories, "--prompt-tokens", "1", "-n", "32",
+                             "--temperature", "0", "--print-token-ids", "--threads", threads)
+        check(f"stories260K greedy ids (threads {threads})", code == 0 and last_line(out) == STORIES_GOLDEN,
+              f"exit {code}, got {last_line(out)!r}, stderr {err[-300:]!r}")
+    check("run reports prompt and decode tok/s on stderr", "tok/s" in err and "peak RSS" in err, err)
+
+    # Same seed, same sampled output; different seed, different output.
+    def sampled(seed):
+        return run(anvil, "run", "--model", stories, "--prompt-tokens", "1", "-n", "24", "--temperature", "1.0",
+                   "--seed", seed, "--print-token-ids")[1]
+    check("same seed gives same tokens", last_line(sampled("7")) == last_line(sampled("7")))
+    check("different seeds differ", last_line(sampled("7")) != last_line(sampled("8")))
+
+    # Text in, text out on a preset with its synthetic tokenizer; stop strings end generation.
+    code, out, err = run(anvil, "run", "--model", "dummy:tiny-llama", "--prompt", "Hello", "-n", "16", "--seed", "3")
+    check("text prompt on a preset streams text", code == 0 and out.startswith("Hello"), f"exit {code} {err!r}")
+
+    # Conversion round trips: every source to GGUF and back gives the same greedy tokens.
+    sources = [stories, "dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-mistral", "dummy:tiny-llama3"]
+    for source in sources:
+        gguf = os.path.join(tmp, os.path.basename(source).replace(":", "_") + ".gguf")
+        code, _, err = run(anvil, "convert", "--model", source, "--out", gguf)
+        check(f"convert {source}", code == 0 and os.path.exists(gguf), err)
+        ids = []
+        for model in (source, gguf):
+            code, out, err = run(anvil, "run", "--model", model, "--prompt-tokens", "1,70,80,90", "-n", "12",
+                                 "--temperature", "0", "--print-token-ids")
+            ids.append(last_line(out) if code == 0 else "exit %d: %s" % (code, err))
+        check(f"{source} and its GGUF generate the same ids", ids[0] == ids[1], repr(ids))
+
+    # Quantizing conversion: the converted model still runs and stays close (same first token).
+    q8 = os.path.join(tmp, "tiny-llama-q8_0.gguf")
+    code, _, err = run(anvil, "convert", "--model", "dummy:tiny-llama", "--out", q8, "--type", "q8_0")
+    check("convert --type q8_0", code == 0, err)
+    code, out, err = run(anvil, "info", "--model", q8, "--json")
+    check("info reports Q8_0 weights", code == 0 and '"Q8_0"' in out, out + err)
+
+    # Bad input: one clear line on stderr, exit code 1, no crash.
+    garbage = os.path.join(tmp, "garbage.bin")
+    with open(garbage, "wb") as f:
+        f.write(b"\x07" * 100)
+    bad_gguf = os.path.join(tmp, "bad.gguf")
+    with open(bad_gguf, "wb") as f:
+        f.write(b"GGUX" + b"\0" * 60)
+    truncated = os.path.join(tmp, "truncated.gguf")
+    with open(os.path.join(tmp, "dummy_tiny-llama.gguf"), "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    expect_error(anvil, "missing file", ["run", "--model", os.path.join(tmp, "nope.gguf"), "--prompt-tokens", "1"],
+                 "no such file")
+    expect_error(anvil, "unknown preset", ["run", "--model", "dummy:gpt-5", "--prompt-tokens", "1"], "unknown preset")
+    expect_error(anvil, "garbage file", ["run", "--model", garbage, "--prompt-tokens", "1"], garbage)
+    expect_error(anvil, "wrong magic", ["run", "--model", bad_gguf, "--prompt-tokens", "1"], "bad.gguf")
+    expect_error(anvil, "truncated gguf", ["run", "--model", truncated, "--prompt-tokens", "1"], "truncated.gguf")
+    expect_error(anvil, "token id out of range", ["run", "--model", stories, "--prompt-tokens", "1,512"], "512")
+    expect_error(anvil, "malformed token ids", ["run", "--model", stories, "--prompt-tokens", "1,x"], "'x'")
+    expect_error(anvil, "text prompt without tokenizer", ["run", "--model", stories, "--prompt", "hi"],
+                 "--prompt-tokens")
+    long_prompt = ",".join(["5"] * 600)
+    expect_error(anvil, "prompt longer than context", ["run", "--model", stories, "--prompt-tokens", long_prompt],
+                 "context length")
+    expect_error(anvil, "too big for memory", ["run", "--model", "dummy:llama-3.1-405b", "--prompt-tokens", "1"],
+                 "GiB")
+    expect_error(anvil, "convert to unknown type", ["convert", "--model", stories, "--out",
+                                                    os.path.join(tmp, "x.gguf"), "--type", "q5_1"], "q5_1")
+    expect_error(anvil, "negative temperature", ["run", "--model", stories, "--prompt-tokens", "1",
+                                                 "--temperature", "-1"], "temperature")
+
+    # Context is never overflowed: generation ends with finish "length" at the context limit.
+    code, out, err = run(anvil, "run", "--model", stories, "--prompt-tokens", ",".join(["5"] * 500), "-n", "50",
+                         "--temperature", "0", "--print-token-ids")
+    check("generation stops at the context length", code == 0 and len(last_line(out).split(",")) == 12, err)
+
+    print(f"{len(failures)} failed" if failures else "all passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

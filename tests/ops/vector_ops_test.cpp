@@ -1,0 +1,152 @@
+// Vector kernels against scalar references, for odd lengths (not multiples of the vector width).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "compute/cpu/attention.h"
+#include "compute/cpu/rope.h"
+#include "compute/cpu/vector_ops.h"
+#include "core/dtype.h"
+
+namespace anvil {
+namespace {
+
+std::vector<float> random_vector(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Normalized error: max |a - b| / max |b|, the measure llama.cpp's test-backend-ops uses in spirit.
+double normalized_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double max_diff = 0, max_ref = 1e-30;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
+  }
+  return max_diff / max_ref;
+}
+
+TEST(VectorOps, DotMatchesScalarForOddLengths) {
+  for (int64_t n : {1, 7, 15, 16, 17, 31, 33, 100, 1023}) {
+    auto a = random_vector(n, 1), b = random_vector(n, 2);
+    double reference = 0;
+    for (int64_t i = 0; i < n; ++i) reference += static_cast<double>(a[i]) * b[i];
+    const float got = dot_f32(a.data(), b.data(), n);
+    EXPECT_NEAR(got, reference, 1e-5 * std::sqrt(static_cast<double>(n)) + 1e-6) << "n=" << n;
+  }
+}
+
+TEST(VectorOps, RmsNormMatchesScalar) {
+  const int64_t n = 77;
+  auto x = random_vector(n, 3), w = random_vector(n, 4);
+  std::vector<float> out(n), ref(n);
+  rms_norm(x.data(), w.data(), out.data(), n, 1e-5f);
+  double ms = 0;
+  for (float v : x) ms += static_cast<double>(v) * v;
+  const double scale = 1.0 / std::sqrt(ms / n + 1e-5);
+  for (int64_t i = 0; i < n; ++i) ref[i] = static_cast<float>(x[i] * scale * w[i]);
+  EXPECT_LT(normalized_error(out, ref), 1e-6);
+}
+
+TEST(VectorOps, SoftmaxSiluAxpyMatchScalar) {
+  const int64_t n = 45;
+  auto x = random_vector(n, 5, 3.0f), y = random_vector(n, 6);
+  std::vector<float> s = x, ref(n);
+  softmax_inplace(s.data(), n);
+  double max_x = -1e30, sum = 0;
+  for (float v : x) max_x = std::max<double>(max_x, v);
+  for (float v : x) sum += std::exp(v - max_x);
+  for (int64_t i = 0; i < n; ++i) ref[i] = static_cast<float>(std::exp(x[i] - max_x) / sum);
+  EXPECT_LT(normalized_error(s, ref), 1e-6);
+
+  std::vector<float> g = x;
+  silu_mul_inplace(g.data(), y.data(), n);
+  for (int64_t i = 0; i < n; ++i) ref[i] = static_cast<float>(x[i] / (1 + std::exp(-double(x[i]))) * y[i]);
+  EXPECT_LT(normalized_error(g, ref), 1e-6);
+
+  std::vector<float> acc = y;
+  axpy(0.5f, x.data(), acc.data(), n);
+  for (int64_t i = 0; i < n; ++i) ref[i] = y[i] + 0.5f * x[i];
+  EXPECT_LT(normalized_error(acc, ref), 1e-7);
+}
+
+TEST(VectorOps, HalfRowConversionsMatchScalar) {
+  const int64_t n = 37;
+  auto x = random_vector(n, 7, 100.0f);
+  std::vector<uint16_t> h(n), b(n);
+  for (int64_t i = 0; i < n; ++i) {
+    h[i] = float_to_fp16(x[i]);
+    b[i] = float_to_bf16(x[i]);
+  }
+  std::vector<float> out(n);
+  f16_row_to_f32(h.data(), out.data(), n);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(out[i], fp16_to_float(h[i]));
+  bf16_row_to_f32(b.data(), out.data(), n);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(out[i], bf16_to_float(b[i]));
+}
+
+// RoPE: both pairings against a direct complex-rotation reference, and their equivalence
+// under the q/k row permutation that GGUF conversion applies.
+TEST(Rope, BothStylesMatchReferenceAndEachOther) {
+  const int64_t heads = 3, hd = 10, position = 13;
+  std::vector<float> inv_freq(hd / 2);
+  for (int64_t i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
+  auto x = random_vector(heads * hd, 8);
+
+  std::vector<float> interleaved = x;
+  apply_rope(interleaved.data(), heads, hd, position, inv_freq.data(), RopeStyle::Interleaved);
+  std::vector<float> ref(heads * hd);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      const double a = position * static_cast<double>(inv_freq[i]);
+      const double x0 = x[h * hd + 2 * i], x1 = x[h * hd + 2 * i + 1];
+      ref[h * hd + 2 * i] = static_cast<float>(x0 * std::cos(a) - x1 * std::sin(a));
+      ref[h * hd + 2 * i + 1] = static_cast<float>(x0 * std::sin(a) + x1 * std::cos(a));
+    }
+  EXPECT_LT(normalized_error(interleaved, ref), 1e-5);
+
+  // NeoX on the de-interleaved vector equals interleaved RoPE, de-interleaved.
+  std::vector<float> neox(heads * hd);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      neox[h * hd + i] = x[h * hd + 2 * i];
+      neox[h * hd + i + hd / 2] = x[h * hd + 2 * i + 1];
+    }
+  apply_rope(neox.data(), heads, hd, position, inv_freq.data(), RopeStyle::NeoX);
+  std::vector<float> neox_back(heads * hd);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      neox_back[h * hd + 2 * i] = neox[h * hd + i];
+      neox_back[h * hd + 2 * i + 1] = neox[h * hd + i + hd / 2];
+    }
+  EXPECT_LT(normalized_error(neox_back, interleaved), 1e-6);
+}
+
+TEST(Attention, OneHeadMatchesScalarReference) {
+  const int64_t hd = 24, stride = 3 * hd, rows = 19, first = 5, last = 17;
+  auto q = random_vector(hd, 9), keys = random_vector(rows * stride, 10), values = random_vector(rows * stride, 11);
+  std::vector<float> out(hd), scores(rows), ref(hd, 0.0f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  attend_one_head(q.data(), keys.data() + hd, values.data() + hd, stride, first, last, hd, scale, scores.data(),
+                  out.data());
+  std::vector<double> s;
+  double max_s = -1e30, sum = 0;
+  for (int64_t j = first; j <= last; ++j) {
+    double d = 0;
+    for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(q[i]) * keys[j * stride + hd + i];
+    s.push_back(d * scale);
+    max_s = std::max(max_s, d * scale);
+  }
+  for (double& v : s) sum += (v = std::exp(v - max_s));
+  for (int64_t j = first; j <= last; ++j)
+    for (int64_t i = 0; i < hd; ++i) ref[i] += static_cast<float>(s[j - first] / sum * values[j * stride + hd + i]);
+  EXPECT_LT(normalized_error(out, ref), 1e-5);
+}
+
+}  // namespace
+}  // namespace anvil

@@ -1,0 +1,19 @@
+// Paths the tests use: shared data beside the checkout and a scratch directory in the build tree.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace anvil::testing {
+
+inline std::string shared_data(const std::string& relative) { return std::string(ANVIL_SHARED_DATA) + "/" + relative; }
+
+// A fresh directory under the build tree for this test.
+inline std::string scratch_dir(const std::string& name) {
+  std::filesystem::path dir = std::filesystem::path(ANVIL_TEST_TMP) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace anvil::testing

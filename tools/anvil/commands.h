@@ -1,0 +1,16 @@
+// Subcommand registration: each file adds one subcommand whose callback sets the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace anvil::cli {
+
+void add_run_command(CLI::App& app, int& exit_code);
+void add_convert_command(CLI::App& app, int& exit_code);
+void add_info_command(CLI::App& app, int& exit_code);
+
+// Shared helpers.
+int fail(const std::string& message);  // prints "anvil: error: message" to stderr, returns 1
+std::string format_count(int64_t n);   // 1.24 B, 34.1 M, 260.0 K
+
+}  // namespace anvil::cli
