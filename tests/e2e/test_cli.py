@@ -74,12 +74,16 @@ def main():
         gguf = os.path.join(tmp, os.path.basename(source).replace(":", "_") + ".gguf")
         code, _, err = run(anvil, "convert", "--model", source, "--out", gguf)
         check(f"convert {source}", code == 0 and os.path.exists(gguf), err)
-        ids = []
-        for model in (source, gguf):
+        ids, logits = [], []
+        for i, model in enumerate((source, gguf)):
+            logits_path = gguf + f".logits{i}"
             code, out, err = run(anvil, "run", "--model", model, "--prompt-tokens", "1,70,80,90", "-n", "12",
-                                 "--temperature", "0", "--print-token-ids")
+                                 "--temperature", "0", "--print-token-ids", "--logits-out", logits_path)
             ids.append(last_line(out) if code == 0 else "exit %d: %s" % (code, err))
+            logits.append(open(logits_path, "rb").read() if code == 0 else b"")
         check(f"{source} and its GGUF generate the same ids", ids[0] == ids[1], repr(ids))
+        check(f"{source} and its GGUF give bit-identical prompt logits", logits[0] == logits[1] and logits[0],
+              f"{len(logits[0])} vs {len(logits[1])} bytes")
 
     # Quantizing conversion: the converted model still runs and stays close (same first token).
     q8 = os.path.join(tmp, "tiny-llama-q8_0.gguf")

@@ -14,7 +14,7 @@ the reference's 8 greedy ids, and the same logits for both layouts.
 Usage:
   /usr/bin/python3 tests/golden/test_reference_forward.py --anvil build/anvil --tmp /tmp/golden
   /usr/bin/python3 tests/golden/test_reference_forward.py --self-check   # reference only
-Options: --cases NAME[,NAME]  --layouts hf,gguf  --threads N  --tol 1e-4
+Options: --cases NAME[,NAME]  --layouts hf,gguf,converted  --threads N  --tol 1e-4
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class Case:
                                                        spec.n_generate)
 
     def layout_path(self, layout: str) -> str:
-        return self.hf_dir if layout == "hf" else self.gguf_path
+        # "converted": the HF directory after `anvil convert` to GGUF (q/k permuted by anvil).
+        return {"hf": self.hf_dir, "gguf": self.gguf_path,
+                "converted": os.path.join(self.dir, f"{self.spec.name}.converted.gguf")}[layout]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +175,11 @@ def run_anvil(anvil: str, case: Case, layout: str, threads: int, timeout: float)
            "-n", str(s.n_generate), "--temperature", "0", "--print-token-ids",
            "--logits-out", logits_path, "--threads", str(threads)]
     t0 = time.time()
+    if layout == "converted":
+        convert = [anvil, "convert", "--model", case.hf_dir, "--out", case.layout_path(layout)]
+        p = subprocess.run(convert, capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            return None, None, f"exit {p.returncode}: {' '.join(convert)}\n      {p.stderr.strip()[-500:]}"
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -222,7 +229,7 @@ def main() -> int:
     ap.add_argument("--tmp", help="directory for model files (created)")
     ap.add_argument("--self-check", action="store_true", help="check the reference only; no anvil")
     ap.add_argument("--cases", help="comma-separated case names (default: all)")
-    ap.add_argument("--layouts", default="hf,gguf")
+    ap.add_argument("--layouts", default="hf,gguf,converted")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--timeout", type=float, default=120.0)
@@ -286,11 +293,12 @@ def main() -> int:
             print(f"  {'ok  ' if ok else 'FAIL'} {label}: max normalized logit err {e:.2e} "
                   f"(tol {args.tol:g}), {ids_msg}{extra}")
             results.append((label, ok))
-        if "hf" in got and "gguf" in got:
-            e = norm_err(got["gguf"], got["hf"])
-            ok = e < args.tol
-            print(f"  {'ok  ' if ok else 'FAIL'} {s.name}/hf-vs-gguf: max normalized logit err {e:.2e}")
-            results.append((f"{s.name}/hf-vs-gguf", ok))
+        for other in ("gguf", "converted"):
+            if "hf" in got and other in got:
+                e = norm_err(got[other], got["hf"])
+                ok = e < args.tol
+                print(f"  {'ok  ' if ok else 'FAIL'} {s.name}/hf-vs-{other}: max normalized logit err {e:.2e}")
+                results.append((f"{s.name}/hf-vs-{other}", ok))
 
     n_fail = sum(1 for _, ok in results if not ok)
     print(f"[golden] {len(results) - n_fail}/{len(results)} checks passed ({time.time() - t_start:.1f}s)")

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_features.h"
 #include "core/dtype.h"
 
 // The helpers below pass 64-byte vectors by value; they are always inlined into the cloned
@@ -93,7 +94,7 @@ __attribute__((target("avx,f16c"))) static void f16_row_to_f32_f16c(const uint16
 }
 
 void f16_row_to_f32(const uint16_t* src, float* dst, int64_t n) {
-  static const bool has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has_f16c = cpu_features().f16c;
   if (has_f16c) {
     f16_row_to_f32_f16c(src, dst, n);
     return;

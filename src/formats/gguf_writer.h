@@ -1,0 +1,17 @@
+// GGUF writer: saves a Checkpoint as a GGUF v3 file that llama.cpp can load.
+#pragma once
+
+#include <string>
+
+#include "anvil/status.h"
+#include "model/checkpoint.h"
+
+namespace anvil {
+
+// Writes `path` (through path + ".tmp" and a rename, so a failed write never leaves a partial
+// file under the final name). Tensor data is streamed from the checkpoint, not buffered. q/k
+// rows are permuted when the checkpoint's RoPE layout differs from the one llama.cpp expects
+// for the architecture (adjacent pairs for "llama", halves for "qwen2").
+Status write_gguf(const Checkpoint& checkpoint, const std::string& path);
+
+}  // namespace anvil
