@@ -15,6 +15,7 @@
 
 #include "formats/gguf_checkpoint.h"
 #include "formats/gguf_reader.h"
+#include "formats/rope_permute.h"
 #include "model/rope.h"
 
 namespace anvil {
@@ -97,29 +98,16 @@ class HeaderBuilder {
   uint64_t count_ = 0;
 };
 
-// How a tensor's rows are reordered on the way out (see permute_source_row).
-enum class RowOrder { AsStored, NeoXToInterleaved, InterleavedToNeoX };
-
 struct PlannedTensor {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;
   size_t nbytes = 0;
-  RowOrder order = RowOrder::AsStored;
+  RopeRowOrder order = RopeRowOrder::AsStored;
   int64_t head_dim = 0;
   uint64_t offset = 0;  // within the data section
 };
-
-// Output row -> source row for a q/k projection (or its bias) with heads of head_dim rows.
-// convert_hf_to_gguf.py's permute views each head's rows as (2, head_dim/2) and transposes
-// them: source rows i and i + head_dim/2 (a NeoX pair) become rows 2i and 2i+1.
-int64_t permute_source_row(int64_t row, int64_t head_dim, RowOrder order) {
-  const int64_t head = row / head_dim, j = row % head_dim, half = head_dim / 2;
-  if (order == RowOrder::NeoXToInterleaved) return head * head_dim + (j % 2) * half + j / 2;
-  if (order == RowOrder::InterleavedToNeoX) return head * head_dim + 2 * (j % half) + j / half;
-  return row;
-}
 
 // llama.cpp's llama_ftype for the dtype holding most of the weights (informational there).
 uint32_t file_type_for(DType dtype) {
@@ -229,7 +217,7 @@ std::optional<std::pair<int64_t, std::string>> split_layer_name(const std::strin
 
 }  // namespace
 
-Status write_gguf(const Checkpoint& checkpoint, const std::string& path) {
+Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const ProgressCallback& progress) {
   const ModelConfig& c = checkpoint.config;
   if (c.arch != "llama" && c.arch != "qwen2")
     return Status::error(path + ": cannot write architecture '" + c.arch + "' to GGUF; anvil supports: llama, qwen2");
@@ -237,9 +225,9 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path) {
 
   // llama.cpp's "llama" graph rotates adjacent pairs and its "qwen2" graph rotates halves.
   const RopeStyle file_style = c.arch == "llama" ? RopeStyle::Interleaved : RopeStyle::NeoX;
-  RowOrder qk_order = RowOrder::AsStored;
+  RopeRowOrder qk_order = RopeRowOrder::AsStored;
   if (c.rope_style != file_style)
-    qk_order = file_style == RopeStyle::Interleaved ? RowOrder::NeoXToInterleaved : RowOrder::InterleavedToNeoX;
+    qk_order = file_style == RopeStyle::Interleaved ? RopeRowOrder::NeoXToInterleaved : RopeRowOrder::InterleavedToNeoX;
 
   // Llama 3.1 scaling lives in a tensor of per-frequency divisors in GGUF.
   std::vector<float> rope_freqs;
@@ -279,7 +267,7 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path) {
     const std::string& n = tensor->name;
     const bool is_qk = n.ends_with(".attn_q.weight") || n.ends_with(".attn_q.bias") || n.ends_with(".attn_k.weight") ||
                        n.ends_with(".attn_k.bias");
-    if (is_qk && qk_order != RowOrder::AsStored) {
+    if (is_qk && qk_order != RopeRowOrder::AsStored) {
       if (p.shape.size() == 1 && dtype_info(p.dtype).block_elems != 1)
         return Status::error(path + ": tensor " + n + " is a block-quantized vector; cannot reorder its rows");
       p.order = qk_order;
@@ -410,14 +398,15 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path) {
   const uint64_t data_start = align_up(out.written());
   ANVIL_RETURN_IF_ERROR(out.pad_to(data_start));
   for (const PlannedTensor& p : plan) {
+    if (progress) progress(data_start + p.offset, data_start + data_size);
     ANVIL_RETURN_IF_ERROR(out.pad_to(data_start + p.offset));
-    if (p.order == RowOrder::AsStored) {
+    if (p.order == RopeRowOrder::AsStored) {
       ANVIL_RETURN_IF_ERROR(out.write(p.data, p.nbytes));
     } else {
       const int64_t rows = p.shape[0];
       const size_t row_bytes = p.nbytes / static_cast<size_t>(rows);
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t src = permute_source_row(r, p.head_dim, p.order);
+        const int64_t src = rope_permuted_source_row(r, p.head_dim, p.order);
         ANVIL_RETURN_IF_ERROR(out.write(p.data + static_cast<size_t>(src) * row_bytes, row_bytes));
       }
     }

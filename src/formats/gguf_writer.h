@@ -4,6 +4,7 @@
 #include <string>
 
 #include "anvil/status.h"
+#include "core/progress.h"
 #include "model/checkpoint.h"
 
 namespace anvil {
@@ -12,6 +13,7 @@ namespace anvil {
 // file under the final name). Tensor data is streamed from the checkpoint, not buffered. q/k
 // rows are permuted when the checkpoint's RoPE layout differs from the one llama.cpp expects
 // for the architecture (adjacent pairs for "llama", halves for "qwen2").
-Status write_gguf(const Checkpoint& checkpoint, const std::string& path);
+// `progress` receives bytes written out of the file's size.
+Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const ProgressCallback& progress = {});
 
 }  // namespace anvil

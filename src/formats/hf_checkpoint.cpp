@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/json_error.h"
 #include "core/mapped_file.h"
 #include "formats/rope_permute.h"
 #include "formats/safetensors.h"
@@ -28,14 +29,6 @@ constexpr int64_t kMaxDimension = INT32_MAX;  // keeps products of two fields fa
 
 std::string join_path(const std::string& dir, const std::string& file) { return (fs::path(dir) / file).string(); }
 
-std::string json_error_text(const std::exception& e) {
-  std::string text = e.what();
-  if (text.rfind("[json.exception.", 0) == 0) {
-    size_t close = text.find("] ");
-    if (close != std::string::npos) text = text.substr(close + 2);
-  }
-  return text;
-}
 
 // HF's JSON files are a few levels deep; refusing deep nesting keeps dump() (used in messages)
 // from recursing into a hostile file's million nested arrays.

@@ -9,6 +9,13 @@
 
 namespace anvil {
 
+// How rows are reordered between the layouts; AsStored leaves them alone.
+enum class RopeRowOrder { AsStored, NeoXToInterleaved, InterleavedToNeoX };
+
+// Output row -> source row for heads of head_dim rows (the mapping below, for streaming writers
+// that emit rows in output order without building a permuted copy).
+int64_t rope_permuted_source_row(int64_t row, int64_t head_dim, RopeRowOrder order);
+
 // Within each of n_heads heads of head_dim rows, NeoX (Hugging Face "rotate half") keeps the
 // first members of all rotation pairs in rows [0, head_dim/2) and the second members in
 // [head_dim/2, head_dim); Interleaved (Meta, GGUF "llama") keeps pair i in rows 2i and 2i+1:

@@ -1,6 +1,8 @@
 // safetensors reading (validated header, tensors viewed in place) and streaming writing.
 #include "formats/safetensors.h"
 
+#include "core/json_error.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -61,15 +63,6 @@ size_t required_alignment(int bits) { return bits >= 8 ? std::min<size_t>(bits /
 
 Status error(const std::string& message) { return Status::error(message); }
 
-// nlohmann's what() starts with "[json.exception.parse_error.101] "; users need only the rest.
-std::string json_error_text(const std::exception& e) {
-  std::string text = e.what();
-  if (text.rfind("[json.exception.", 0) == 0) {
-    size_t close = text.find("] ");
-    if (close != std::string::npos) text = text.substr(close + 2);
-  }
-  return text;
-}
 
 }  // namespace
 

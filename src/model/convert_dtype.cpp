@@ -9,10 +9,14 @@
 
 namespace anvil {
 
-Status convert_weight_dtype(Checkpoint& checkpoint, DType dtype) {
+Status convert_weight_dtype(Checkpoint& checkpoint, DType dtype, const ProgressCallback& progress) {
   const DTypeInfo& target = dtype_info(dtype);
   if (!target.from_float) return Status::error(fmt::format("anvil cannot write {} weights yet", target.name));
+  uint64_t total_elements = 0, done_elements = 0;
+  for (const auto& [name, tensor] : checkpoint.tensors) total_elements += tensor.numel();
   for (auto& [name, tensor] : checkpoint.tensors) {
+    done_elements += tensor.numel();
+    if (progress) progress(done_elements, total_elements);
     const bool is_matrix = tensor.shape.size() == 2;
     const DType wanted = is_matrix ? dtype : DType::F32;
     if (tensor.dtype == wanted) continue;

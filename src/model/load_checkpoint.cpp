@@ -14,8 +14,8 @@
 
 namespace anvil {
 
-Result<Checkpoint> load_checkpoint(const std::string& spec) {
-  if (spec.rfind("dummy:", 0) == 0) return create_dummy_checkpoint(spec);
+Result<Checkpoint> load_checkpoint(const std::string& spec, const ProgressCallback& progress) {
+  if (spec.rfind("dummy:", 0) == 0) return create_dummy_checkpoint(spec, progress);
   struct stat st {};
   if (::stat(spec.c_str(), &st) != 0)
     return Status::error(fmt::format("{}: no such file or directory (expected a GGUF file, a Hugging Face "

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "anvil/status.h"
+#include "core/progress.h"
 #include "model/checkpoint.h"
 
 namespace anvil {
@@ -13,6 +14,8 @@ namespace anvil {
 //   DIR                      a Hugging Face checkpoint directory (config.json + *.safetensors)
 //   FILE.gguf                a GGUF file (recognized by its magic, whatever the extension)
 //   FILE                     a llama2.c checkpoint (recognized by its header and exact size)
-Result<Checkpoint> load_checkpoint(const std::string& spec);
+// `progress` reports work that takes time (creating random weights); memory-mapped files
+// load in place and report nothing.
+Result<Checkpoint> load_checkpoint(const std::string& spec, const ProgressCallback& progress = {});
 
 }  // namespace anvil

@@ -45,6 +45,9 @@ struct ModelConfig {
 
   // Parameters of the matmuls plus embeddings, for reports (counts the tied matrix once).
   int64_t parameter_count() const;
+  // Parameters that take part in matrix multiplications per token (an untied embedding table is
+  // a lookup, not a matmul): the N of "forward FLOPs per token ~ 2 N".
+  int64_t matmul_parameter_count() const;
 };
 
 }  // namespace anvil

@@ -216,7 +216,7 @@ uint64_t dummy_weight_bytes(const ModelConfig& config, DType dtype) {
   return bytes;
 }
 
-Result<Checkpoint> create_dummy_checkpoint(const std::string& spec) {
+Result<Checkpoint> create_dummy_checkpoint(const std::string& spec, const ProgressCallback& progress) {
   std::string rest = spec.substr(spec.find(':') + 1);
   std::string preset_name = rest, dtype_name;
   if (size_t colon = rest.find(':'); colon != std::string::npos) {
@@ -256,6 +256,7 @@ Result<Checkpoint> create_dummy_checkpoint(const std::string& spec) {
   checkpoint.vocab = synthetic_byte_vocab(config.vocab_size);
   checkpoint.source = spec;
   const uint64_t model_seed = fnv1a(preset->name);
+  uint64_t bytes_done = 0;
   for (const TensorPlan& t : plan_tensors(config)) {
     Tensor tensor;
     tensor.name = t.name;
@@ -290,7 +291,9 @@ Result<Checkpoint> create_dummy_checkpoint(const std::string& spec) {
     }
     tensor.data = buffer.get();
     checkpoint.storage.push_back(std::shared_ptr<const void>(buffer, buffer.get()));
+    bytes_done += tensor.nbytes;
     checkpoint.tensors.emplace(t.name, std::move(tensor));
+    if (progress) progress(bytes_done, needed);
   }
   return checkpoint;
 }

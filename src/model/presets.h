@@ -7,6 +7,7 @@
 
 #include "anvil/status.h"
 #include "core/dtype.h"
+#include "core/progress.h"
 #include "model/checkpoint.h"
 
 namespace anvil {
@@ -26,7 +27,7 @@ uint64_t dummy_weight_bytes(const ModelConfig& config, DType dtype);
 
 // Builds a checkpoint with random weights for a spec "dummy:<preset>" or "dummy:<preset>:<dtype>".
 // Fails with a clear message when the preset is unknown or the weights would not fit in memory.
-Result<Checkpoint> create_dummy_checkpoint(const std::string& spec);
+Result<Checkpoint> create_dummy_checkpoint(const std::string& spec, const ProgressCallback& progress = {});
 
 // The synthetic byte-level vocabulary every preset carries: <unk>, <s>, </s>, the 256 byte
 // tokens <0x00>..<0xFF>, "▁" (a space), then pseudo-words ("▁ka", "▁tobe") up to vocab_size.

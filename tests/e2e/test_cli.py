@@ -4,6 +4,7 @@
 Run by CTest as: test_cli.py --anvil BIN --shared-data DIR --tmp DIR
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,16 @@ def main():
     check("convert --type q8_0", code == 0, err)
     code, out, err = run(anvil, "info", "--model", q8, "--json")
     check("info reports Q8_0 weights", code == 0 and '"Q8_0"' in out, out + err)
+
+    # bench model: llama-bench's pp/tg as JSON.
+    code, out, err = run(anvil, "bench", "model", "--model", "dummy:tiny-llama", "-p", "32", "-n", "8", "-r", "2",
+                         "--json")
+    try:
+        bench = json.loads(out)
+        bench_ok = code == 0 and bench["pp_tok_s"] > 0 and bench["tg_tok_s"] > 0 and bench["n_prompt"] == 32
+    except (ValueError, KeyError):
+        bench_ok = False
+    check("bench model --json reports pp_tok_s and tg_tok_s", bench_ok, out + err)
 
     # Bad input: one clear line on stderr, exit code 1, no crash.
     garbage = os.path.join(tmp, "garbage.bin")

@@ -88,9 +88,9 @@ def install_llama_cpp(cache_root):
                "--no-package-lock", "--loglevel=error"]
     start = time.time()
     try:
-        proc = subprocess.run(command, cwd=staging, env=env, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(command, cwd=staging, env=env, capture_output=True, text=True, timeout=480)
     except subprocess.TimeoutExpired:
-        return None, "npm install timed out after 900 s (registry unreachable?)"
+        return None, "npm install timed out after 480 s (registry unreachable?)"
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
@@ -183,7 +183,7 @@ def main():
     start = time.time()
     try:
         proc = subprocess.run(["node", helper, "--modules", modules, jobs_file], capture_output=True, text=True,
-                              env=env, timeout=600)
+                              env=env, timeout=300)
         stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as e:
         stdout, stderr, code = (e.stdout or b"").decode(), (e.stderr or b"").decode(), "timeout"

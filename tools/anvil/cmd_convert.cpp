@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "commands.h"
+#include "core/progress.h"
 #include "formats/gguf_writer.h"
 #include "model/convert_dtype.h"
 #include "model/decoder_model.h"
@@ -20,7 +21,9 @@ struct ConvertOptions {
 
 int convert(const ConvertOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  Result<Checkpoint> checkpoint = load_checkpoint(options.model);
+  TerminalProgress load_progress("loading " + options.model, true);
+  Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
+  load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
   // Refuse to write a file that anvil itself could not run.
   {
@@ -32,11 +35,14 @@ int convert(const ConvertOptions& options) {
     std::optional<DType> dtype = dtype_from_name(options.type);
     if (!dtype) return fail(fmt::format("--type: unknown type '{}'; use f32, f16, bf16, q8_0, q4_0, q4_k or q6_k",
                                         options.type));
-    fmt::print(stderr, "anvil: converting weights to {}\n", dtype_name(*dtype));
-    Status converted = convert_weight_dtype(*checkpoint, *dtype);
+    TerminalProgress convert_progress(fmt::format("converting weights to {}", dtype_name(*dtype)), false);
+    Status converted = convert_weight_dtype(*checkpoint, *dtype, convert_progress.callback());
+    convert_progress.finish();
     if (!converted) return fail(converted.message());
   }
-  Status written = write_gguf(*checkpoint, options.out);
+  TerminalProgress write_progress("writing " + options.out, true);
+  Status written = write_gguf(*checkpoint, options.out, write_progress.callback());
+  write_progress.finish();
   if (!written) return fail(written.message());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print(stderr, "anvil: wrote {} ({} tensors) in {:.2f} s\n", options.out, checkpoint->tensors.size(), seconds);

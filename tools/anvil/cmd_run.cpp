@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "core/process_stats.h"
+#include "core/progress.h"
 #include "core/thread_pool.h"
 #include "engine/generate.h"
 #include "model/decoder_model.h"
@@ -64,7 +65,9 @@ int run(const RunOptions& options) {
   }
 
   const auto load_start = Clock::now();
-  Result<Checkpoint> checkpoint = load_checkpoint(options.model);
+  TerminalProgress load_progress("loading " + options.model, true);
+  Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
+  load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
