@@ -123,6 +123,7 @@ int run(const RunOptions& options) {
     if (!out) return fail(fmt::format("{}: cannot write logits", options.logits_out));
   }
 
+  std::fflush(stdout);  // the text ends before the statistics on stderr begin
   const GenerationResult& r = *result;
   const int64_t decode_steps = static_cast<int64_t>(r.tokens.size()) - 1;
   fmt::print(stderr, "anvil: prompt {} tokens in {:.3f} s ({:.1f} tok/s); generated {} tokens", r.prompt_tokens,

@@ -1,9 +1,16 @@
-// Plain matmul over dequantized weight rows, parallel over output rows.
+// matmul: the GEMV kernels split over threads by output rows; and the plain reference path.
 #include "compute/cpu/matmul.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <cstring>
 #include <vector>
 
+#include "compute/cpu/gemm_provider.h"
+#include "compute/cpu/gemv.h"
 #include "compute/cpu/vector_ops.h"
 
 namespace anvil {
@@ -19,7 +26,7 @@ void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
   }
 }
 
-void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
+void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
   const int64_t out = weight.rows(), in = weight.cols();
   pool.parallel_for(out, [&](int64_t begin, int64_t end) {
     std::vector<float> row_buffer(weight.dtype == DType::F32 ? 0 : in);
@@ -34,6 +41,50 @@ void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_to
       for (int64_t t = 0; t < n_tokens; ++t) y[t * out + r] = dot_f32(row, x + t * in, in);
     }
   });
+}
+
+void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
+  const int64_t out = weight.rows(), in = weight.cols();
+  // One buffer per thread that calls matmul: prepared activations are reused across calls.
+  // (A thread_local named inside the lambda would be each worker's own, empty, instance: bind
+  // a reference to the caller's first.)
+  thread_local GemvActivations caller_activations;
+  GemvActivations& activations = caller_activations;
+  gemv_prepare(weight.dtype, x, n_tokens, in, activations);
+  // Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path.
+  constexpr int64_t kRowAlign = 16;
+  pool.run([&](int index, int count) {
+    const int64_t chunk = ((out + count - 1) / count + kRowAlign - 1) / kRowAlign * kRowAlign;
+    const int64_t begin = std::min<int64_t>(out, index * chunk);
+    const int64_t end = std::min<int64_t>(out, begin + chunk);
+    if (begin < end) gemv_rows(weight, activations, begin, end, y, out);
+  });
+}
+
+namespace {
+
+// ANVIL_GEMM, read once: a provider name, or empty for the automatic choice.
+GemmProvider* forced_provider() {
+  static GemmProvider* provider = [] () -> GemmProvider* {
+    const char* name = std::getenv("ANVIL_GEMM");
+    if (!name || !*name || std::string_view(name) == "auto") return nullptr;
+    GemmProvider* found = find_gemm_provider(name);
+    if (!found) fmt::print(stderr, "anvil: warning: ANVIL_GEMM={} is not a GEMM provider; using the automatic choice\n", name);
+    return found;
+  }();
+  return provider;
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
+  GemmProvider* provider = forced_provider();
+  if (!provider && n_tokens >= kPrefillGemmMinTokens) provider = find_gemm_provider("onednn");
+  if (provider && provider->supports(weight.dtype, n_tokens, weight.rows(), weight.cols())) {
+    // A provider that fails (e.g. oneDNN cannot create a primitive) leaves the call to GEMV.
+    if (provider->run(pool, weight, x, n_tokens, y).is_ok()) return;
+  }
+  matmul_gemv(pool, weight, x, n_tokens, y);
 }
 
 }  // namespace anvil

@@ -9,10 +9,21 @@
 namespace anvil {
 
 // x: (n_tokens, in) floats, weight: (out, in) of any DType, y: (n_tokens, out) floats.
-// Each weight row is read (and dequantized) once per call, whatever n_tokens is, so decode
-// streams the weights exactly once. The CPU-kernels work replaces the inner loops with
-// ISA-specific providers behind this same signature.
+// Picks a GEMM provider (compute/cpu/gemm_provider.h): decode-sized calls (few tokens) run the
+// bandwidth-bound GEMV kernels, prefill-sized calls the compute-bound oneDNN provider.
+// ANVIL_GEMM=<provider name> forces one provider for every call (for tests and comparisons).
 void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
+
+// Calls with at least this many tokens go to the prefill provider (until the GEMM tuner decides).
+constexpr int64_t kPrefillGemmMinTokens = 16;
+
+// The GEMV kernels (compute/cpu/gemv.h) split over threads by output rows: each weight byte is
+// read once per call. Quantized weights multiply int8-quantized activations, as in llama.cpp.
+void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
+
+// The plain reference: dequantize each weight row to float and take f32 dot products with the
+// unquantized activations. Slow; the baseline every fast path is tested against.
+void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
 
 // Dequantizes one row of a weight into dst (cols floats).
 void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst);

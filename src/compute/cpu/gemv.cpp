@@ -1,0 +1,90 @@
+// gemv dispatch: activation preparation and the choice of kernel for the active ISA.
+#include "compute/cpu/gemv.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "compute/cpu/gemv_kernels.h"
+#include "compute/cpu/isa.h"
+
+namespace anvil {
+
+using namespace gemv_detail;
+
+namespace {
+
+bool is_float_dtype(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16; }
+
+// The best kernel at or below the active ISA; every dtype has a scalar kernel.
+GemvKernel select_kernel(DType dtype) {
+  const Isa isa = active_isa();
+  GemvKernel kernel = nullptr;
+#if defined(__x86_64__)
+  if (isa >= Isa::Avx512) kernel = avx512_kernel(dtype, isa_has_avx512_vnni());
+  if (kernel == nullptr && isa >= Isa::Avx2) kernel = avx2_kernel(dtype);
+#endif
+  if (kernel == nullptr) kernel = scalar_kernel(dtype);
+  return kernel;
+}
+
+}  // namespace
+
+bool gemv_supports(DType weight_dtype) { return scalar_kernel(weight_dtype) != nullptr; }
+
+void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out) {
+  assert(k % dtype_info(weight_dtype).block_elems == 0);
+  out.weight_dtype = weight_dtype;
+  out.n_tokens = n_tokens;
+  out.k = k;
+  if (is_float_dtype(weight_dtype)) {
+    out.f32.assign(x, x + n_tokens * k);
+    return;
+  }
+  const int64_t blocks = n_tokens * k / kBlock;
+  const bool k_quant = weight_dtype == DType::Q4_K;
+  out.q.resize(n_tokens * k);
+  out.scale.resize(blocks * kLanesPerBlock);
+  out.bias.resize(blocks * kLanesPerBlock);
+  out.min_term.resize(k_quant ? blocks / 8 * 16 : 0);
+  QuantizeActivationsFn quantize = quantize_activations_scalar;
+#if defined(__x86_64__)
+  if (active_isa() >= Isa::Avx512) quantize = quantize_activations_avx512;
+#endif
+  // Tokens are contiguous and k is a whole number of blocks (of 256 for Q4_K), so one call
+  // covers them all.
+  quantize(x, blocks, weight_code_offset(weight_dtype), out.q.data(), out.scale.data(), out.bias.data(),
+           k_quant ? out.min_term.data() : nullptr);
+}
+
+void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin, int64_t row_end, float* y,
+               int64_t y_stride) {
+  assert(weight.dtype == x.weight_dtype && weight.cols() == x.k);
+  if (row_begin >= row_end || x.n_tokens <= 0) return;
+  const GemvKernel kernel = select_kernel(weight.dtype);
+  const int64_t k = x.k;
+  const bool float_weights = is_float_dtype(weight.dtype);
+  // Tokens beyond kMaxTokens run as further passes over the same rows.
+  for (int64_t t0 = 0; t0 < x.n_tokens; t0 += kMaxTokens) {
+    GemvArgs args{};
+    args.w = weight.data;
+    args.row_bytes = weight.row_bytes();
+    args.k = k;
+    args.n_tokens = static_cast<int>(std::min<int64_t>(kMaxTokens, x.n_tokens - t0));
+    if (float_weights) {
+      args.xf = x.f32.data() + t0 * k;
+    } else {
+      args.xq = x.q.data() + t0 * k;
+      args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;
+      args.xbias = x.bias.data() + t0 * k / kBlock * kLanesPerBlock;
+      args.xmin = x.min_term.empty() ? nullptr : x.min_term.data() + t0 * k / 256 * 16;
+    }
+    args.row_begin = row_begin;
+    args.row_end = row_end;
+    args.y = y + t0 * y_stride;
+    args.y_stride = y_stride;
+    kernel(args);
+  }
+}
+
+}  // namespace anvil

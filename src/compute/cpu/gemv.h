@@ -1,0 +1,74 @@
+// Decode GEMV: y = W x for 1..8 tokens, streaming each weight byte once, for every weight dtype.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace anvil {
+
+// 64-byte aligned storage so the kernels' activation loads never split cache lines.
+template <typename T>
+struct GemvAlignedAllocator {
+  using value_type = T;
+  GemvAlignedAllocator() = default;
+  template <typename U>
+  GemvAlignedAllocator(const GemvAlignedAllocator<U>&) {}  // NOLINT: allocator rebind
+  T* allocate(size_t n) {
+    void* p = ::operator new(n * sizeof(T), std::align_val_t{64});
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const GemvAlignedAllocator<U>&) const { return true; }
+};
+template <typename T>
+using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
+
+// Activations prepared once per matmul call for one weight dtype (and reusable for every weight
+// of that dtype and width that multiplies the same x, e.g. the q/k/v projections).
+//
+// Float weights (F32, F16, BF16) multiply the activations as given (exact f32 products).
+// Quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) use integer dot products, as llama.cpp does: x is
+// quantized per block of 32 to int8 with scale amax/127 (round to nearest even). The relative
+// error this adds to each output is bounded by sum|w_i| * scale_i/2 / |y|, typically ~1e-3.
+// Layout, per token t (the kernels' vector lanes each cover 4 consecutive elements):
+//   q[t*k + i]                 int8 codes
+//   scale[(t*k/32 + b)*8 + j]  block b's scale, repeated in its 8 lanes j
+//   bias[(t*k/32 + b)*8 + j]   -offset * (q[4j] + ... + q[4j+3]) of block b: the exact integer
+//                              correction that turns dot(u, q) into dot(u - offset, q) where the
+//                              weight codes u are stored unsigned (offset 128 for Q8_0, 8 for
+//                              Q4_0, 32 for Q6_K, 0 for Q4_K)
+//   min_term[(t*k/256 + s)*16 + 8 + j]  Q4_K only: -scale * sum(q) of sub-block j of super-block s
+//                              (lanes 0..7 are zero so one FMA applies the 8 mins)
+struct GemvActivations {
+  DType weight_dtype = DType::F32;
+  int64_t n_tokens = 0;
+  int64_t k = 0;
+  GemvBuffer<float> f32;  // float weights: n_tokens x k
+  GemvBuffer<int8_t> q;
+  GemvBuffer<float> scale;
+  GemvBuffer<int32_t> bias;
+  GemvBuffer<float> min_term;
+};
+
+// True when gemv supports weights of this dtype (today: every DType).
+bool gemv_supports(DType weight_dtype);
+
+// Prepares x (n_tokens x k floats, row-major) for weights of weight_dtype. k must be a multiple
+// of the dtype's block size. `out` keeps its buffers between calls, so reuse it across tokens.
+void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out);
+
+// y[t*y_stride + r] = dot(weight row r, x_t) for r in [row_begin, row_end) and t < x.n_tokens.
+// weight is (rows, k) in GGML layout with weight.dtype == x.weight_dtype. Callers split rows
+// across threads; each weight byte of the range is read from memory once per call whatever
+// n_tokens is. Uses the kernels of active_isa().
+void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin, int64_t row_end, float* y,
+               int64_t y_stride);
+
+}  // namespace anvil

@@ -1,0 +1,187 @@
+// Scalar gemv kernels and activation quantizer: the portable path and the arithmetic every SIMD
+// kernel reproduces (same int8 activation codes, exact integer block dots, float scaling).
+#include <cmath>
+#include <cstring>
+
+#include "compute/cpu/gemv_kernels.h"
+#include "quant/ggml_blocks.h"
+
+namespace anvil::gemv_detail {
+namespace {
+
+float half(uint16_t h) { return fp16_to_float(h); }
+
+// Float weights: 8 partial sums keep the rounding error close to the SIMD kernels'.
+template <typename LoadFn>
+void float_rows(const GemvArgs& a, LoadFn load) {
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const std::byte* row = a.w + r * a.row_bytes;
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const float* x = a.xf + t * a.k;
+      float partial[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= a.k; i += 8)
+        for (int j = 0; j < 8; ++j) partial[j] += load(row, i + j) * x[i + j];
+      for (; i < a.k; ++i) partial[i % 8] += load(row, i) * x[i];
+      float sum = 0;
+      for (float p : partial) sum += p;
+      a.y[t * a.y_stride + r] = sum;
+    }
+  }
+}
+
+void f32_rows(const GemvArgs& a) {
+  float_rows(a, [](const std::byte* row, int64_t i) { return reinterpret_cast<const float*>(row)[i]; });
+}
+void f16_rows(const GemvArgs& a) {
+  float_rows(a, [](const std::byte* row, int64_t i) { return half(reinterpret_cast<const uint16_t*>(row)[i]); });
+}
+void bf16_rows(const GemvArgs& a) {
+  float_rows(a,
+             [](const std::byte* row, int64_t i) { return bf16_to_float(reinterpret_cast<const uint16_t*>(row)[i]); });
+}
+
+// Per-token activation views.
+struct TokenView {
+  const int8_t* q;
+  const float* scale;  // 8 lanes per block; lane 0 is the block's scale
+  const float* min_term;
+};
+TokenView token(const GemvArgs& a, int t) {
+  return {a.xq + t * a.k, a.xscale + t * a.k / kBlock * kLanesPerBlock,
+          a.xmin ? a.xmin + t * a.k / 256 * 16 : nullptr};
+}
+
+// Q8_0 and Q4_0: one fp16 scale per 32 weights; signed codes times int8 activations.
+template <typename Block, typename CodeFn>
+void q32_rows(const GemvArgs& a, CodeFn code) {
+  const int64_t blocks = a.k / kBlock;
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const Block* row = reinterpret_cast<const Block*>(a.w + r * a.row_bytes);
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const TokenView x = token(a, t);
+      float sum = 0;
+      for (int64_t b = 0; b < blocks; ++b) {
+        int32_t dot = 0;
+        for (int i = 0; i < kBlock; ++i) dot += code(row[b], i) * x.q[b * kBlock + i];
+        sum += static_cast<float>(dot) * (half(row[b].d) * x.scale[b * kLanesPerBlock]);
+      }
+      a.y[t * a.y_stride + r] = sum;
+    }
+  }
+}
+
+void q8_0_rows(const GemvArgs& a) {
+  q32_rows<BlockQ8_0>(a, [](const BlockQ8_0& b, int i) { return static_cast<int32_t>(b.qs[i]); });
+}
+void q4_0_rows(const GemvArgs& a) {
+  q32_rows<BlockQ4_0>(a, [](const BlockQ4_0& b, int i) {
+    return static_cast<int32_t>(i < 16 ? (b.qs[i] & 0x0F) : (b.qs[i - 16] >> 4)) - 8;
+  });
+}
+
+// Q4_K: per 32-element sub-block j, w = d*sc_j*u - dmin*m_j with u in [0, 15].
+void q4_k_rows(const GemvArgs& a) {
+  const int64_t supers = a.k / kQK_K;
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const BlockQ4_K* row = reinterpret_cast<const BlockQ4_K*>(a.w + r * a.row_bytes);
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const TokenView x = token(a, t);
+      float sum = 0;
+      for (int64_t s = 0; s < supers; ++s) {
+        const BlockQ4_K& blk = row[s];
+        uint32_t packed[4];
+        unpack_q4k_scales(blk.scales, packed);
+        const uint8_t* sm = reinterpret_cast<const uint8_t*>(packed);
+        const float d = half(blk.d), dmin = half(blk.dmin);
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* qs = blk.qs + 32 * (j / 2);
+          const int8_t* xq = x.q + s * kQK_K + 32 * j;
+          int32_t dot = 0;
+          for (int i = 0; i < 32; ++i) dot += ((j % 2 == 0) ? (qs[i] & 0x0F) : (qs[i] >> 4)) * xq[i];
+          sum += static_cast<float>(dot) * (d * sm[j] * x.scale[(s * 8 + j) * kLanesPerBlock]);
+          sum += dmin * sm[8 + j] * x.min_term[s * 16 + 8 + j];
+        }
+      }
+      a.y[t * a.y_stride + r] = sum;
+    }
+  }
+}
+
+// Q6_K: w = d*sc_g*(u - 32), u in [0, 63], one int8 scale per 16 elements.
+void q6_k_rows(const GemvArgs& a) {
+  const int64_t supers = a.k / kQK_K;
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const BlockQ6_K* row = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.row_bytes);
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const TokenView x = token(a, t);
+      float sum = 0;
+      for (int64_t s = 0; s < supers; ++s) {
+        const BlockQ6_K& blk = row[s];
+        int8_t u[kQK_K];  // signed codes in element order (layout as dequantize_row_q6_k)
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = blk.ql + 64 * h;
+          const uint8_t* qh = blk.qh + 32 * h;
+          for (int l = 0; l < 32; ++l) {
+            u[128 * h + l] = static_cast<int8_t>(((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) - 32);
+            u[128 * h + l + 32] = static_cast<int8_t>(((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            u[128 * h + l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            u[128 * h + l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+          }
+        }
+        const float d = half(blk.d);
+        for (int g = 0; g < 16; ++g) {
+          int32_t dot = 0;
+          for (int i = 0; i < 16; ++i) dot += u[16 * g + i] * x.q[s * kQK_K + 16 * g + i];
+          sum += static_cast<float>(dot) * (d * blk.scales[g] * x.scale[(s * 8 + g / 2) * kLanesPerBlock]);
+        }
+      }
+      a.y[t * a.y_stride + r] = sum;
+    }
+  }
+}
+
+}  // namespace
+
+GemvKernel scalar_kernel(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return f32_rows;
+    case DType::F16: return f16_rows;
+    case DType::BF16: return bf16_rows;
+    case DType::Q8_0: return q8_0_rows;
+    case DType::Q4_0: return q4_0_rows;
+    case DType::Q4_K: return q4_k_rows;
+    case DType::Q6_K: return q6_k_rows;
+    default: return nullptr;
+  }
+}
+
+void quantize_activations_scalar(const float* x, int64_t n_blocks, int32_t offset, int8_t* q, float* scale,
+                                 int32_t* bias, float* min_term) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float* xb = x + b * kBlock;
+    int8_t* qb = q + b * kBlock;
+    float amax = 0;
+    for (int i = 0; i < kBlock; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f;
+    const float inv = d != 0 ? 1.0f / d : 0.0f;
+    int32_t block_sum = 0;
+    for (int i = 0; i < kBlock; ++i) {
+      // nearbyint rounds to nearest even, as the SIMD conversions do.
+      qb[i] = static_cast<int8_t>(std::nearbyint(xb[i] * inv));
+      block_sum += qb[i];
+    }
+    for (int j = 0; j < kLanesPerBlock; ++j) {
+      scale[b * kLanesPerBlock + j] = d;
+      bias[b * kLanesPerBlock + j] = -offset * (qb[4 * j] + qb[4 * j + 1] + qb[4 * j + 2] + qb[4 * j + 3]);
+    }
+    if (min_term != nullptr) {
+      float* mt = min_term + b / 8 * 16;
+      if (b % 8 == 0)
+        for (int j = 0; j < 8; ++j) mt[j] = 0.0f;
+      mt[8 + b % 8] = -d * static_cast<float>(block_sum);
+    }
+  }
+}
+
+}  // namespace anvil::gemv_detail

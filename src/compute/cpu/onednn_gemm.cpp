@@ -1,0 +1,520 @@
+// oneDNN GEMM providers: per-thread blocks of W dequantized to bf16/f32, single-threaded matmuls.
+#include "compute/cpu/onednn_gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <tuple>
+
+#include "compute/cpu/matmul.h"
+#include "core/cpu_features.h"
+#include "quant/ggml_blocks.h"
+
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*()
+// placeholders once inlined into target-attributed functions; the warning is about the header.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace anvil {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using dt = dnnl::memory::data_type;
+
+// ---- AMX permission ----------------------------------------------------------------------------
+
+constexpr int kArchGetXcompPerm = 0x1022;
+constexpr int kArchReqXcompPerm = 0x1023;
+constexpr int kXfeatureXtiledata = 18;
+
+AmxPermission do_request_amx_permission() {
+  if (!cpu_features().amx_tile) return AmxPermission::NotPresent;
+  // Asking is harmless when already granted; the GET afterwards is the verification.
+  syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata);
+  unsigned long bitmask = 0;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &bitmask) != 0) return AmxPermission::Denied;
+  return (bitmask & (1ul << kXfeatureXtiledata)) ? AmxPermission::Granted : AmxPermission::Denied;
+}
+
+bool debug_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("ANVIL_DEBUG");
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+// ---- oneDNN engine and per-thread state ---------------------------------------------------------
+
+// Leaked on purpose: pool threads' thread_local streams may outlive static destruction order.
+dnnl::engine& cpu_engine() {
+  static dnnl::engine* engine = [] {
+    request_amx_permission();
+    return new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
+  return *engine;
+}
+
+// Grows, never shrinks: scratch is reused call after call without page faults.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(data_); }
+  void* get(size_t bytes) {
+    if (bytes > capacity_) {
+      std::free(data_);
+      capacity_ = (bytes + 4095) / 4096 * 4096;
+      data_ = std::aligned_alloc(64, capacity_);
+      if (data_ == nullptr) capacity_ = 0;
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+struct ThreadState {
+  AlignedBuffer weights;   // one block of W in the compute type
+  AlignedBuffer row;       // one dequantized f32 row (generic bf16 path)
+  AlignedBuffer scratchpad;
+  AlignedBuffer dst;       // one (m, block) slice of y, dense
+  AlignedBuffer x;         // x in bf16 (used on the calling thread only)
+  std::optional<dnnl::stream> stream;
+};
+thread_local ThreadState t_state;
+
+// ---- weight and activation conversion ------------------------------------------------------------
+
+bool cpu_has_fast_bf16() { return cpu_features().avx512_bf16 || cpu_features().amx_bf16; }
+bool cpu_has_avx512_core() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl;
+}
+
+#define ANVIL_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,f16c,fma")))
+
+ANVIL_TARGET_BF16 inline void store_bf16x32(uint16_t* dst, __m512 lo, __m512 hi) {
+  _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+ANVIL_TARGET_BF16 void f32_to_bf16_avx512(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) store_bf16x32(dst + i, _mm512_loadu_ps(src + i), _mm512_loadu_ps(src + i + 16));
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+  for (; i < n; ++i) dst[i] = float_to_bf16(src[i]);
+}
+
+ANVIL_TARGET_BF16 void f16_to_bf16_avx512(const uint16_t* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    const __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 16)));
+    store_bf16x32(dst + i, lo, hi);
+  }
+  for (; i < n; ++i) dst[i] = float_to_bf16(fp16_to_float(src[i]));
+}
+
+ANVIL_TARGET_BF16 void q8_0_to_bf16_avx512(const void* src, uint16_t* dst, int64_t n) {
+  const auto* blocks = static_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < n / kQK8_0; ++b) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(blocks[b].d));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks[b].qs));
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
+    store_bf16x32(dst + b * kQK8_0, _mm512_mul_ps(d, lo), _mm512_mul_ps(d, hi));
+  }
+}
+
+ANVIL_TARGET_BF16 void q4_0_to_bf16_avx512(const void* src, uint16_t* dst, int64_t n) {
+  const auto* blocks = static_cast<const BlockQ4_0*>(src);
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m512i eight = _mm512_set1_epi32(8);
+  for (int64_t b = 0; b < n / kQK4_0; ++b) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(blocks[b].d));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs));
+    const __m128i q_lo = _mm_and_si128(q, mask), q_hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q_lo), eight));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q_hi), eight));
+    store_bf16x32(dst + b * kQK4_0, _mm512_mul_ps(d, lo), _mm512_mul_ps(d, hi));
+  }
+}
+
+void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+  if (cpu_features().avx512_bf16) return f32_to_bf16_avx512(src, dst, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
+}
+
+// One weight row to bf16. `row` is k floats of scratch for dtypes without a direct kernel.
+void weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* row) {
+  const int64_t k = weight.cols();
+  const std::byte* src = weight.row(r);
+  if (cpu_features().avx512_bf16) {
+    switch (weight.dtype) {
+      case DType::BF16: std::memcpy(dst, src, k * sizeof(uint16_t)); return;
+      case DType::F32: f32_to_bf16_avx512(reinterpret_cast<const float*>(src), dst, k); return;
+      case DType::F16: f16_to_bf16_avx512(reinterpret_cast<const uint16_t*>(src), dst, k); return;
+      case DType::Q8_0: q8_0_to_bf16_avx512(src, dst, k); return;
+      case DType::Q4_0: q4_0_to_bf16_avx512(src, dst, k); return;
+      default: break;
+    }
+  }
+  weight_row_to_f32(weight, r, row);
+  f32_to_bf16(row, dst, k);
+}
+
+// ---- primitive cache ------------------------------------------------------------------------------
+
+struct MatmulKey {
+  int64_t m, n, k;
+  GemmCompute compute;
+  bool operator<(const MatmulKey& o) const {
+    return std::tie(m, n, k, compute) < std::tie(o.m, o.n, o.k, o.compute);
+  }
+};
+
+struct CachedMatmul {
+  dnnl::matmul primitive;
+  dnnl::memory::desc src, weights, dst, scratchpad;
+  size_t scratchpad_bytes = 0;
+};
+
+// Creating a primitive descriptor costs ~0.1-1 ms (brgemm kernel generation): cache by shape.
+std::shared_ptr<const CachedMatmul> get_matmul(const MatmulKey& key) {
+  static std::mutex mutex;
+  static std::map<MatmulKey, std::shared_ptr<const CachedMatmul>> cache;
+  static bool logged[2] = {false, false};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 512) cache.clear();  // bounded: shapes come from a handful of layers x m values
+
+  const dt type = key.compute == GemmCompute::BF16 ? dt::bf16 : dt::f32;
+  auto entry = std::make_shared<CachedMatmul>();
+  // x (m, k) row-major; W block (n rows of k) read as B = Wᵀ (k, n), i.e. format "ba";
+  // the (m, n) result dense. oneDNN 2.6 only takes its brgemm kernels (AMX, AVX512-BF16) for a
+  // dense dst: with y's row stride it falls back to gemm:jit, ~25% slower, so blocks are copied out.
+  entry->src = dnnl::memory::desc({key.m, key.k}, type, dnnl::memory::format_tag::ab);
+  entry->weights = dnnl::memory::desc({key.k, key.n}, type, dnnl::memory::format_tag::ba);
+  entry->dst = dnnl::memory::desc({key.m, key.n}, dt::f32, dnnl::memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per-thread scratch, no shared state
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(entry->src, entry->weights, entry->dst), attr, cpu_engine());
+  entry->scratchpad = pd.scratchpad_desc();
+  entry->scratchpad_bytes = entry->scratchpad.get_size();
+  entry->primitive = dnnl::matmul(pd);
+  bool& was_logged = logged[key.compute == GemmCompute::BF16];
+  if (debug_enabled() && !was_logged) {
+    was_logged = true;
+    std::fprintf(stderr, "anvil: debug: onednn %s matmul m=%lld n=%lld k=%lld uses %s\n",
+                 key.compute == GemmCompute::BF16 ? "bf16" : "f32", static_cast<long long>(key.m),
+                 static_cast<long long>(key.n), static_cast<long long>(key.k), pd.impl_info_str());
+  }
+  cache.emplace(key, entry);
+  return entry;
+}
+
+// ---- profiling -------------------------------------------------------------------------------------
+
+std::atomic<bool> g_profiling{false};
+std::atomic<int64_t> g_block_rows{256};
+std::mutex g_profile_mutex;
+OneDnnGemmProfile g_profile;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ---- the providers ---------------------------------------------------------------------------------
+
+enum class ComputeChoice { Auto, BF16, F32 };
+
+class OneDnnGemm final : public GemmProvider {
+ public:
+  OneDnnGemm(const char* name, ComputeChoice choice) : name_(name), choice_(choice) {}
+
+  const char* name() const override { return name_; }
+
+  bool supports(DType, int64_t m_tokens, int64_t n_out, int64_t k_in) const override {
+    if (m_tokens <= 0 || n_out <= 0 || k_in <= 0) return false;
+    // bf16 without AVX-512 falls to oneDNN's reference kernels (minutes for a prefill).
+    if (choice_ == ComputeChoice::BF16 && !cpu_has_avx512_core()) return false;
+    return cpu_features().avx2 || cpu_has_avx512_core();
+  }
+
+  GemmCompute compute(DType weight_dtype) const override {
+    switch (choice_) {
+      case ComputeChoice::BF16: return GemmCompute::BF16;
+      case ComputeChoice::F32: return GemmCompute::F32;
+      case ComputeChoice::Auto: break;
+    }
+    // F32 and F16 weights would lose mantissa bits in bf16 (F16 has 10, bf16 7): keep them f32.
+    if (weight_dtype == DType::F32 || weight_dtype == DType::F16) return GemmCompute::F32;
+    return cpu_has_fast_bf16() ? GemmCompute::BF16 : GemmCompute::F32;
+  }
+
+  Status run(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m_tokens, float* y) override {
+    ANVIL_RETURN_IF_ERROR(check_gemm_args(*this, weight, x, m_tokens, y));
+    try {
+      return run_unchecked(pool, weight, x, m_tokens, y);
+    } catch (const dnnl::error& e) {
+      return Status::error(std::string("gemm provider ") + name_ + ", weight " + weight.name + ": oneDNN: " +
+                           e.what());
+    } catch (const std::exception& e) {
+      return Status::error(std::string("gemm provider ") + name_ + ", weight " + weight.name + ": " + e.what());
+    }
+  }
+
+ private:
+  Status run_unchecked(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m, float* y) {
+    const GemmCompute compute_type = compute(weight.dtype);
+    const bool bf16 = compute_type == GemmCompute::BF16;
+    const int64_t n = weight.rows(), k = weight.cols();
+    const int threads = pool.thread_count();
+    const bool profiling = g_profiling.load(std::memory_order_relaxed);
+    cpu_engine();  // AMX permission and engine before any thread touches oneDNN
+
+    // x in the compute type, once per call (shared read-only by all threads).
+    const Clock::time_point t_x = Clock::now();
+    const void* xa = x;
+    if (bf16) {
+      auto* xb = static_cast<uint16_t*>(t_state.x.get(static_cast<size_t>(m * k) * sizeof(uint16_t)));
+      if (xb == nullptr) return Status::error("out of memory for x in bf16");
+      pool.parallel_for(m * k, [&](int64_t begin, int64_t end) { f32_to_bf16(x + begin, xb + begin, end - begin); });
+      xa = xb;
+    }
+    const double x_seconds = profiling ? seconds_since(t_x) : 0.0;
+
+    // Blocks of output rows; small n shrinks the block so every thread gets work.
+    int64_t block = g_block_rows.load(std::memory_order_relaxed);
+    const int64_t per_thread = (n + threads - 1) / threads;
+    if (per_thread < block) block = std::max<int64_t>(16, (per_thread + 15) / 16 * 16);
+    const int64_t n_blocks = (n + block - 1) / block;
+    const bool zero_copy = (bf16 && weight.dtype == DType::BF16) || (!bf16 && weight.dtype == DType::F32);
+
+    std::vector<Status> statuses(threads);
+    std::vector<OneDnnGemmProfile> profiles(threads);
+    pool.run([&](int t, int count) {
+      // oneDNN runs inline on this pool thread (no OpenMP team); the caller's setting is restored.
+      const int saved_omp_threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      try {
+        ThreadState& state = t_state;
+        if (!state.stream) state.stream.emplace(cpu_engine());
+        const int64_t b_begin = n_blocks * t / count, b_end = n_blocks * (t + 1) / count;
+        for (int64_t b = b_begin; b < b_end; ++b) {
+          const int64_t r0 = b * block, rows = std::min(block, n - r0);
+          Clock::time_point t0;
+          if (profiling) t0 = Clock::now();
+          void* w = const_cast<std::byte*>(weight.row(r0));
+          if (!zero_copy) {
+            w = state.weights.get(static_cast<size_t>(rows * k) * (bf16 ? 2 : 4));
+            if (w == nullptr) throw std::runtime_error("out of memory for a weight block");
+            if (bf16) {
+              auto* row_f32 = static_cast<float*>(state.row.get(static_cast<size_t>(k) * sizeof(float)));
+              for (int64_t r = 0; r < rows; ++r)
+                weight_row_to_bf16(weight, r0 + r, static_cast<uint16_t*>(w) + r * k, row_f32);
+            } else {
+              for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
+            }
+          }
+          Clock::time_point t1;
+          if (profiling) t1 = Clock::now();
+          std::shared_ptr<const CachedMatmul> mm = get_matmul({m, rows, k, compute_type});
+          void* scratch = state.scratchpad.get(std::max<size_t>(mm->scratchpad_bytes, 64));
+          auto* dst = static_cast<float*>(state.dst.get(static_cast<size_t>(m * rows) * sizeof(float)));
+          if (scratch == nullptr || dst == nullptr) throw std::runtime_error("out of memory for matmul scratch");
+          dnnl::engine& engine = cpu_engine();
+          mm->primitive.execute(*state.stream, {{DNNL_ARG_SRC, dnnl::memory(mm->src, engine, const_cast<void*>(xa))},
+                                                {DNNL_ARG_WEIGHTS, dnnl::memory(mm->weights, engine, w)},
+                                                {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, dst)},
+                                                {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
+          state.stream->wait();
+          for (int64_t t_row = 0; t_row < m; ++t_row)
+            std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
+          if (profiling) {
+            const Clock::time_point t2 = Clock::now();
+            profiles[t].convert_seconds += std::chrono::duration<double>(t1 - t0).count();
+            profiles[t].gemm_seconds += std::chrono::duration<double>(t2 - t1).count();
+            ++profiles[t].blocks;
+          }
+        }
+      } catch (const dnnl::error& e) {
+        statuses[t] = Status::error(std::string("oneDNN: ") + e.what());
+      } catch (const std::exception& e) {
+        statuses[t] = Status::error(e.what());
+      }
+      omp_set_num_threads(saved_omp_threads);
+    });
+    if (profiling) {
+      std::lock_guard<std::mutex> lock(g_profile_mutex);
+      g_profile.convert_seconds += x_seconds;
+      for (const OneDnnGemmProfile& p : profiles) {
+        g_profile.convert_seconds += p.convert_seconds;
+        g_profile.gemm_seconds += p.gemm_seconds;
+        g_profile.blocks += p.blocks;
+      }
+    }
+    for (Status& s : statuses)
+      if (!s.is_ok())
+        return s.with_context(std::string("gemm provider ") + name_ + ", weight " + weight.name);
+    return Status::ok();
+  }
+
+  const char* name_;
+  ComputeChoice choice_;
+};
+
+}  // namespace
+
+AmxPermission request_amx_permission() {
+  static const AmxPermission permission = do_request_amx_permission();
+  return permission;
+}
+
+bool amx_permission_granted() { return request_amx_permission() == AmxPermission::Granted; }
+
+const char* amx_permission_name(AmxPermission permission) {
+  switch (permission) {
+    case AmxPermission::NotPresent: return "not present";
+    case AmxPermission::Granted: return "granted";
+    case AmxPermission::Denied: return "denied";
+  }
+  return "?";
+}
+
+const std::vector<GemmProvider*>& onednn_gemm_providers() {
+  static OneDnnGemm auto_provider("onednn", ComputeChoice::Auto);
+  static OneDnnGemm bf16_provider("onednn_bf16", ComputeChoice::BF16);
+  static OneDnnGemm f32_provider("onednn_f32", ComputeChoice::F32);
+  static const std::vector<GemmProvider*> providers{&auto_provider, &bf16_provider, &f32_provider};
+  return providers;
+}
+
+void set_onednn_gemm_block_rows(int64_t rows) { g_block_rows.store(std::max<int64_t>(16, rows)); }
+
+void set_onednn_gemm_profiling(bool enabled) { g_profiling.store(enabled); }
+
+OneDnnGemmProfile take_onednn_gemm_profile() {
+  std::lock_guard<std::mutex> lock(g_profile_mutex);
+  OneDnnGemmProfile out = g_profile;
+  g_profile = {};
+  return out;
+}
+
+const char* matmul_data_type_name(MatmulDataType type) {
+  switch (type) {
+    case MatmulDataType::F32: return "f32";
+    case MatmulDataType::BF16: return "bf16";
+    case MatmulDataType::INT8: return "int8";
+  }
+  return "?";
+}
+
+Result<MatmulTiming> time_onednn_matmul(ThreadPool& pool, MatmulDataType type, int64_t m, int64_t n, int64_t k,
+                                        int runs) {
+  const std::string what = std::string("oneDNN ") + matmul_data_type_name(type) + " matmul " + std::to_string(m) +
+                           "x" + std::to_string(k) + " @ " + std::to_string(k) + "x" + std::to_string(n);
+  if (m <= 0 || n <= 0 || k <= 0 || runs <= 0) return Status::error(what + ": shape and runs must be positive");
+  const int saved_threads = omp_get_max_threads();
+  try {
+    dnnl::engine& engine = cpu_engine();
+    // Anvil's pool is idle between run() calls, so an OpenMP team of the same size uses the same cores.
+    omp_set_num_threads(pool.thread_count());
+    dt a_type = dt::f32, b_type = dt::f32, c_type = dt::f32;
+    if (type == MatmulDataType::BF16) a_type = b_type = dt::bf16;
+    if (type == MatmulDataType::INT8) a_type = dt::u8, b_type = dt::s8, c_type = dt::s32;
+    const dnnl::memory::desc a_md({m, k}, a_type, dnnl::memory::format_tag::ab);
+    const dnnl::memory::desc b_any({k, n}, b_type, dnnl::memory::format_tag::any);  // pre-reordered: peak
+    const dnnl::memory::desc c_md({m, n}, c_type, dnnl::memory::format_tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_any, c_md), engine);
+    MatmulTiming timing;
+    timing.impl = pd.impl_info_str();
+    if (timing.impl.find("ref") != std::string::npos) {
+      omp_set_num_threads(saved_threads);
+      return Status::error(what + ": oneDNN has only its reference implementation (" + timing.impl +
+                           ") on this CPU");
+    }
+    dnnl::matmul primitive(pd);
+    dnnl::memory a(a_md, engine), b(pd.weights_desc(), engine), c(c_md, engine);
+    // Zeros: the speed of these kernels does not depend on values, and zeros are never denormal.
+    std::memset(a.get_data_handle(), 0, a_md.get_size());
+    std::memset(b.get_data_handle(), 0, pd.weights_desc().get_size());
+    dnnl::stream stream(engine);
+    double best = 1e30;
+    for (int run = 0; run <= runs; ++run) {  // run 0 warms up caches, pages and the thread team
+      const Clock::time_point t0 = Clock::now();
+      primitive.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+      stream.wait();
+      if (run > 0) best = std::min(best, seconds_since(t0));
+    }
+    // The same work split the way the providers run it (each pool thread a single-threaded matmul
+    // on its share of N) is often a little faster than oneDNN's own OpenMP split; a peak is the best.
+    const int threads = pool.thread_count();
+    if (threads > 1 && n >= threads) {
+      const int64_t n_part = (n + threads - 1) / threads;
+      omp_set_num_threads(1);  // primitive creation plans for the thread count it sees
+      const dnnl::memory::desc b_part_any({k, n_part}, b_type, dnnl::memory::format_tag::any);
+      const dnnl::memory::desc c_part_md({m, n_part}, c_type, dnnl::memory::format_tag::ab);
+      dnnl::matmul::primitive_desc part_pd(dnnl::matmul::desc(a_md, b_part_any, c_part_md), engine);
+      dnnl::matmul part(part_pd);
+      std::vector<dnnl::memory> b_parts, c_parts;
+      for (int t = 0; t < threads; ++t) {
+        b_parts.emplace_back(part_pd.weights_desc(), engine);
+        std::memset(b_parts.back().get_data_handle(), 0, part_pd.weights_desc().get_size());
+        c_parts.emplace_back(c_part_md, engine);
+      }
+      std::vector<std::string> errors(threads);
+      for (int run = 0; run <= runs; ++run) {
+        const Clock::time_point t0 = Clock::now();
+        pool.run([&](int t, int) {
+          const int saved = omp_get_max_threads();
+          omp_set_num_threads(1);
+          try {
+            dnnl::stream part_stream(engine);
+            part.execute(part_stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b_parts[t]}, {DNNL_ARG_DST, c_parts[t]}});
+            part_stream.wait();
+          } catch (const dnnl::error& e) {
+            errors[t] = e.what();
+          }
+          omp_set_num_threads(saved);
+        });
+        for (const std::string& e : errors)
+          if (!e.empty()) throw dnnl::error(dnnl_runtime_error, e.c_str());
+        if (run > 0) best = std::min(best, seconds_since(t0) * static_cast<double>(n) / (n_part * threads));
+      }
+    }
+    omp_set_num_threads(saved_threads);
+    timing.best_seconds = best;
+    timing.gflops = 2.0 * m * n * k / best / 1e9;
+    if (debug_enabled())
+      std::fprintf(stderr, "anvil: debug: %s uses %s: %.1f GFLOP/s\n", what.c_str(), timing.impl.c_str(),
+                   timing.gflops);
+    return timing;
+  } catch (const dnnl::error& e) {
+    omp_set_num_threads(saved_threads);
+    return Status::error(what + ": " + e.what());
+  }
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+}  // namespace anvil
