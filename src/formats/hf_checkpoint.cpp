@@ -17,6 +17,7 @@
 #include "core/mapped_file.h"
 #include "formats/rope_permute.h"
 #include "formats/safetensors.h"
+#include "tokenizer/hf_tokenizer.h"
 
 namespace anvil {
 namespace {
@@ -551,7 +552,12 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir) {
   }
   for (auto& file : weights.files) checkpoint.storage.push_back(std::move(file));
 
-  ANVIL_ASSIGN_OR_RETURN(checkpoint.vocab.chat_template, read_chat_template(dir));
+  // tokenizer.json when the directory has one (an empty Vocab otherwise); the chat template
+  // comes with it from tokenizer_config.json, or alone when there is no tokenizer.json.
+  ANVIL_ASSIGN_OR_RETURN(checkpoint.vocab, load_hf_tokenizer(dir));
+  if (checkpoint.vocab.chat_template.empty()) {
+    ANVIL_ASSIGN_OR_RETURN(checkpoint.vocab.chat_template, read_chat_template(dir));
+  }
   return checkpoint;
 }
 

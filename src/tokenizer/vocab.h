@@ -43,9 +43,10 @@ struct Vocab {
   bool bpe_byte_fallback = false;    // gpt2 over raw UTF-8: unknown characters become <0xXX> tokens
   bool bpe_ignore_merges = false;    // a whole pre-token that is in the vocabulary is taken as is
   bool escape_whitespace = false;    // BPE over raw UTF-8 that writes spaces as "▁" (Llama-2 style tokenizer.json)
-  bool lowercase = false;            // BERT normalizer
-  bool strip_accents = false;        // BERT normalizer (NFD, drop combining marks)
-  std::string wordpiece_prefix;      // WordPiece continuation prefix when the pieces use one ("##")
+  // BERT normalizer. GGUF bert vocabularies are lowercased and accent-stripped unless they say
+  // otherwise (llama.cpp's default); tokenizer.json states both.
+  bool lowercase = true;
+  bool strip_accents = true;         // NFD, then drop nonspacing marks
   std::vector<uint8_t> token_attrs;  // TokenAttr bits per token; may be empty
 
   bool empty() const { return tokens.empty(); }

@@ -87,7 +87,9 @@ int run(const RunOptions& options) {
   if (options.prompt_tokens.empty()) {
     if (!tokenizer) return fail(fmt::format("{}: this model carries no tokenizer; give token ids with --prompt-tokens",
                                             options.model));
-    Result<std::vector<int32_t>> ids = tokenizer->encode(options.prompt, !options.no_bos);
+    // Special tokens typed in the prompt (chat markers such as <|im_start|>) become their ids, as
+    // in llama.cpp's CLI.
+    Result<std::vector<int32_t>> ids = tokenizer->encode(options.prompt, !options.no_bos, /*parse_special=*/true);
     if (!ids) return fail(ids.status().message());
     request.prompt = std::move(ids).value();
   }

@@ -8,6 +8,8 @@ namespace anvil::cli {
 void add_run_command(CLI::App& app, int& exit_code);
 void add_convert_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
+void add_bench_command(CLI::App& app, int& exit_code);
+void add_tokenize_command(CLI::App& app, int& exit_code);
 
 // Shared helpers.
 int fail(const std::string& message);  // prints "anvil: error: message" to stderr, returns 1

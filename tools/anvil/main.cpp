@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   anvil::cli::add_run_command(app, exit_code);
   anvil::cli::add_convert_command(app, exit_code);
   anvil::cli::add_info_command(app, exit_code);
+  anvil::cli::add_bench_command(app, exit_code);
+  anvil::cli::add_tokenize_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -37,11 +37,11 @@ TEST(Tokenizer, MissingOrUnsupportedVocabularyIsAClearError) {
   auto none = Tokenizer::create(empty);
   ASSERT_FALSE(none);
   EXPECT_NE(none.status().message().find("--prompt-tokens"), std::string::npos);
-  Vocab bert = synthetic_byte_vocab(300);
-  bert.model = "bert";
-  auto unsupported = Tokenizer::create(bert);
+  Vocab rwkv = synthetic_byte_vocab(300);
+  rwkv.model = "rwkv";
+  auto unsupported = Tokenizer::create(rwkv);
   ASSERT_FALSE(unsupported);
-  EXPECT_NE(unsupported.status().message().find("bert"), std::string::npos);
+  EXPECT_NE(unsupported.status().message().find("rwkv"), std::string::npos);
 }
 
 }  // namespace
