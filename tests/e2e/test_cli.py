@@ -15,8 +15,9 @@ STORIES_GOLDEN = ("461,461,401,401,401,461,378,455,473,456,435,299,362,409,283,2
 failures = []
 
 
-def run(anvil, *args, timeout=300):
-    proc = subprocess.run([anvil, *args], capture_output=True, text=True, timeout=timeout)
+def run(anvil, *args, timeout=300, env=None):
+    proc = subprocess.run([anvil, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -57,6 +58,21 @@ def main():
         check(f"stories260K greedy ids (threads {threads})", code == 0 and last_line(out) == STORIES_GOLDEN,
               f"exit {code}, got {last_line(out)!r}, stderr {err[-300:]!r}")
     check("run reports prompt and decode tok/s on stderr", "tok/s" in err and "peak RSS" in err, err)
+
+    # Every kernel path (ANVIL_ISA caps the ISA) and every GEMM provider gives the golden ids.
+    for isa in ("scalar", "avx2", "avx512"):
+        code, out, err = run(anvil, "run", "--model", stories, "--prompt-tokens", "1", "-n", "32",
+                             "--temperature", "0", "--print-token-ids", env={"ANVIL_ISA": isa})
+        check(f"stories260K greedy ids with ANVIL_ISA={isa}", code == 0 and last_line(out) == STORIES_GOLDEN,
+              f"exit {code}, got {last_line(out)!r}")
+    for provider in ("reference", "gemv", "onednn"):
+        code, out, err = run(anvil, "run", "--model", stories, "--prompt-tokens", "1,400,300,200", "-n", "16",
+                             "--temperature", "0", "--print-token-ids", env={"ANVIL_GEMM": provider})
+        ids = last_line(out)
+        if provider == "reference":
+            reference_ids = ids
+        check(f"ANVIL_GEMM={provider} gives the reference's greedy ids", code == 0 and ids == reference_ids,
+              f"{ids!r} vs {reference_ids!r}")
 
     # Same seed, same sampled output; different seed, different output.
     def sampled(seed):
