@@ -9,6 +9,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy
+  sentencepiece  # spm_train/spm_encode: the tokenizer.model tests compare against them
   clang
 )
 

@@ -137,15 +137,32 @@ Result<Vocab> vocab_from_gguf(const GgufFile& file) {
     vocab.add_space_prefix = false;
   } else if (model == "bert") {
     vocab.add_bos = true;
+    vocab.add_sep = true;  // [CLS] text [SEP]
     vocab.add_space_prefix = false;
+  } else if (model == "t5") {
+    // SentencePiece unigram; llama.cpp's defaults are T5's: </s> appended, no BOS.
+    vocab.add_bos = false;
+    vocab.add_eos = true;
+    vocab.add_space_prefix = true;
+    if (n_tokens > 2) {
+      vocab.pad_id = 0;
+      vocab.eos_id = 1;
+      vocab.unk_id = 2;
+    }
   }
   ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.bos_token_id", n_tokens, vocab.bos_id));
   ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.eos_token_id", n_tokens, vocab.eos_id));
   ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.unknown_token_id", n_tokens, vocab.unk_id));
   ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.padding_token_id", n_tokens, vocab.pad_id));
+  ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.eot_token_id", n_tokens, vocab.eot_id));
+  // llama.cpp's spelling of the key.
+  ANVIL_RETURN_IF_ERROR(read_token_id(file, "tokenizer.ggml.seperator_token_id", n_tokens, vocab.sep_id));
   ANVIL_ASSIGN_OR_RETURN(vocab.add_bos, file.get_bool("tokenizer.ggml.add_bos_token", vocab.add_bos));
   ANVIL_ASSIGN_OR_RETURN(vocab.add_eos, file.get_bool("tokenizer.ggml.add_eos_token", vocab.add_eos));
+  ANVIL_ASSIGN_OR_RETURN(vocab.add_sep, file.get_bool("tokenizer.ggml.add_sep_token", vocab.add_sep));
   ANVIL_ASSIGN_OR_RETURN(vocab.add_space_prefix, file.get_bool("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix));
+  ANVIL_ASSIGN_OR_RETURN(vocab.remove_extra_whitespaces,
+                         file.get_bool("tokenizer.ggml.remove_extra_whitespaces", vocab.remove_extra_whitespaces));
   ANVIL_ASSIGN_OR_RETURN(vocab.chat_template, file.get_string("tokenizer.chat_template", ""));
   return vocab;
 }

@@ -370,9 +370,13 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
     if (v.eos_id >= 0) kv.kv_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos_id));
     if (v.unk_id >= 0) kv.kv_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(v.unk_id));
     if (v.pad_id >= 0) kv.kv_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(v.pad_id));
+    if (v.eot_id >= 0) kv.kv_u32("tokenizer.ggml.eot_token_id", static_cast<uint32_t>(v.eot_id));
+    if (v.sep_id >= 0) kv.kv_u32("tokenizer.ggml.seperator_token_id", static_cast<uint32_t>(v.sep_id));  // sic, llama.cpp's key
     kv.kv_bool("tokenizer.ggml.add_bos_token", v.add_bos);
     kv.kv_bool("tokenizer.ggml.add_eos_token", v.add_eos);
+    kv.kv_bool("tokenizer.ggml.add_sep_token", v.add_sep);
     kv.kv_bool("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
+    if (v.remove_extra_whitespaces) kv.kv_bool("tokenizer.ggml.remove_extra_whitespaces", true);
     if (!v.chat_template.empty()) kv.kv_string("tokenizer.chat_template", v.chat_template);
   }
 

@@ -10,6 +10,7 @@
 
 #include "core/mapped_file.h"
 #include "tokenizer/pretokenizer_patterns.h"
+#include "tokenizer/sentencepiece_model.h"
 
 namespace anvil {
 namespace {
@@ -190,9 +191,8 @@ struct Loader {
       } else if (type == "Replace" && n.contains("pattern") && get_string(n["pattern"], "String") == " " &&
                  get_string(n, "content") == kSpaceMark) {
         replace_space = true;
-      } else if (type == "NFC" || type == "NFD" || type == "NFKC") {
-        // Accepted without being applied: text in these forms already is the common case, and
-        // only unnormalized input differs.
+      } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+        vocab.unicode_normal_form = type;
       } else {
         return fail(fmt::format("normalizer '{}' is not supported", type));
       }
@@ -368,13 +368,26 @@ Result<Vocab> load_hf_tokenizer(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const std::string path = (fs::path(dir) / "tokenizer.json").string();
-  if (!fs::exists(path, ec)) return Vocab();
-  ANVIL_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  const std::string spm_path = (fs::path(dir) / "tokenizer.model").string();
+  const bool has_json = fs::exists(path, ec);
+  // Older Llama/Mistral checkpoints ship only SentencePiece's tokenizer.model.
+  if (!has_json && !fs::exists(spm_path, ec)) return Vocab();
   std::string config;
   const std::string config_path = (fs::path(dir) / "tokenizer_config.json").string();
   if (fs::exists(config_path, ec)) {
     ANVIL_ASSIGN_OR_RETURN(config, read_text_file(config_path));
   }
+  if (!has_json) {
+    Loader loader;
+    loader.source = spm_path;
+    ANVIL_ASSIGN_OR_RETURN(loader.vocab, load_sentencepiece_model(spm_path));
+    if (!config.empty()) {
+      ANVIL_ASSIGN_OR_RETURN(json parsed, parse(config, config_path));
+      loader.read_config(parsed);
+    }
+    return std::move(loader.vocab);
+  }
+  ANVIL_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
   return parse_hf_tokenizer(text, config, path);
 }
 

@@ -8,8 +8,9 @@
 
 namespace anvil {
 
-// Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json (BOS/EOS flags, chat
-// template). Returns an empty Vocab (ok) when the directory has no tokenizer.json.
+// Reads DIR/tokenizer.json, or without it SentencePiece's DIR/tokenizer.model, and, when present,
+// DIR/tokenizer_config.json (BOS/EOS flags, chat template). Returns an empty Vocab (ok) when the
+// directory has neither tokenizer file.
 Result<Vocab> load_hf_tokenizer(const std::string& dir);
 
 // The same from the files' text; `config_json` may be empty. `source` names the input in errors.

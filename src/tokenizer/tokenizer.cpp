@@ -8,6 +8,7 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/encoder.h"
 #include "tokenizer/special_tokens.h"
+#include "tokenizer/unigram_encoder.h"
 #include "tokenizer/utf8.h"
 
 namespace anvil {
@@ -57,8 +58,20 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::create(const Vocab& vocab) {
 
   std::unique_ptr<Tokenizer> t(new Tokenizer(vocab));
   const Vocab& v = t->vocab_;
+  if (!v.unicode_normal_form.empty()) {
+    static const std::pair<const char*, UnicodeNormalForm> kForms[] = {
+        {"NFC", UnicodeNormalForm::NFC}, {"NFD", UnicodeNormalForm::NFD},
+        {"NFKC", UnicodeNormalForm::NFKC}, {"NFKD", UnicodeNormalForm::NFKD}};
+    for (const auto& [name, form] : kForms)
+      if (v.unicode_normal_form == name) t->normal_form_ = form;
+    if (!t->normal_form_)
+      return Status::error(fmt::format("unknown Unicode normal form '{}'", v.unicode_normal_form));
+  }
   if (v.model == "llama") {
     ANVIL_ASSIGN_OR_RETURN(t->encoder_, make_sentencepiece_encoder(v));
+    t->strip_leading_space_ = v.add_space_prefix;
+  } else if (v.model == "t5") {  // SentencePiece unigram (llama.cpp's UGM)
+    ANVIL_ASSIGN_OR_RETURN(t->encoder_, make_unigram_encoder(v));
     t->strip_leading_space_ = v.add_space_prefix;
   } else if (v.model == "gpt2") {
     ANVIL_ASSIGN_OR_RETURN(t->encoder_, make_bpe_encoder(v));
@@ -73,7 +86,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::create(const Vocab& vocab) {
     t->strip_leading_space_ = true;  // every word piece that starts a word carries "▁"
   } else {
     return Status::error(fmt::format(
-        "tokenizer model '{}' is not supported (anvil supports llama, gpt2, bert); give token ids with --prompt-tokens",
+        "tokenizer model '{}' is not supported (anvil supports llama, t5, gpt2, bert); give token ids with --prompt-tokens",
         v.model));
   }
   t->specials_ = std::make_unique<SpecialTokenMatcher>(v);
@@ -114,6 +127,15 @@ bool Tokenizer::is_end_of_generation(int32_t id) const {
   return id >= 0 && std::find(end_of_generation_.begin(), end_of_generation_.end(), id) != end_of_generation_.end();
 }
 
+void Tokenizer::encode_text(std::string_view text, bool after_special, std::vector<int32_t>& ids) const {
+  if (!normal_form_) {
+    encoder_->encode(text, after_special, ids);
+    return;
+  }
+  const std::string normalized = normalize_unicode(text, *normal_form_);
+  encoder_->encode(normalized, after_special, ids);
+}
+
 Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
@@ -131,7 +153,7 @@ Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_s
       const uint8_t attrs = vocab_.token_attrs.empty() ? 0 : vocab_.token_attrs[m.id];
       if (attrs & kTokenAttrLstrip)
         while (text_end > start && is_whitespace_byte(text[text_end - 1])) --text_end;
-      if (text_end > start) encoder_->encode(text.substr(start, text_end - start), after_special, ids);
+      if (text_end > start) encode_text(text.substr(start, text_end - start), after_special, ids);
       ids.push_back(m.id);
       after_special = true;
       start = m.end;
@@ -139,7 +161,7 @@ Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_s
         while (start < text.size() && is_whitespace_byte(text[start])) ++start;
     }
   }
-  if (start < text.size()) encoder_->encode(text.substr(start), after_special, ids);
+  if (start < text.size()) encode_text(text.substr(start), after_special, ids);
   if (add_special && vocab_.add_eos) {
     if (vocab_.eos_id < 0) return Status::error("the vocabulary asks for an EOS token but names none");
     ids.push_back(vocab_.eos_id);

@@ -3,11 +3,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "anvil/status.h"
+#include "tokenizer/unicode_normalization.h"
 #include "tokenizer/vocab.h"
 
 namespace anvil {
@@ -43,8 +45,11 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(const Vocab& vocab);
+  // Runs the vocabulary's Unicode normalizer (if any) and the encoder on text between specials.
+  void encode_text(std::string_view text, bool after_special, std::vector<int32_t>& ids) const;
 
   Vocab vocab_;
+  std::optional<UnicodeNormalForm> normal_form_;
   std::unique_ptr<Encoder> encoder_;
   std::unique_ptr<SpecialTokenMatcher> specials_;
   std::vector<std::string> token_bytes_;

@@ -47,6 +47,9 @@ struct Vocab {
   // otherwise (llama.cpp's default); tokenizer.json states both.
   bool lowercase = true;
   bool strip_accents = true;         // NFD, then drop nonspacing marks
+  // tokenizer.json's NFC/NFD/NFKC/NFKD normalizer, applied to text between special tokens before
+  // encoding; empty for none (GGUF vocabularies carry no normalizer).
+  std::string unicode_normal_form;
   std::vector<uint8_t> token_attrs;  // TokenAttr bits per token; may be empty
 
   bool empty() const { return tokens.empty(); }

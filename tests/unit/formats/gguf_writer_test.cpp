@@ -197,6 +197,62 @@ TEST(GgufWriter, RoundTripKeepsConfigVocabAndBytes) {
   EXPECT_EQ(std::memcmp((*f1)->data(), (*f2)->data(), size), 0);
 }
 
+// End-of-turn and separator ids, add_sep and remove_extra_whitespaces survive a round trip, under
+// llama.cpp's key names (including its "seperator" spelling); unset ones are not written.
+TEST(GgufWriter, RoundTripKeepsEotSepAndWhitespaceFlags) {
+  Checkpoint original = tiny_checkpoint();
+  Vocab& v = original.vocab;
+  v.eot_id = 7;
+  v.sep_id = 9;
+  v.add_sep = true;
+  v.remove_extra_whitespaces = true;
+  const std::string dir = fresh_dir();
+  const std::string path = dir + "/tiny.gguf";
+  ASSERT_TRUE(write_gguf(original, path).is_ok());
+  auto file = GgufFile::open(path);
+  ASSERT_TRUE(file.is_ok()) << file.status().message();
+  EXPECT_EQ(*file->get_int("tokenizer.ggml.eot_token_id"), 7);
+  EXPECT_EQ(*file->get_int("tokenizer.ggml.seperator_token_id"), 9);
+  EXPECT_TRUE(*file->get_bool("tokenizer.ggml.add_sep_token", false));
+  EXPECT_TRUE(*file->get_bool("tokenizer.ggml.remove_extra_whitespaces", false));
+  auto vocab = load_gguf_vocab(path);
+  ASSERT_TRUE(vocab.is_ok()) << vocab.status().message();
+  EXPECT_EQ(vocab->eot_id, 7);
+  EXPECT_EQ(vocab->sep_id, 9);
+  EXPECT_TRUE(vocab->add_sep);
+  EXPECT_TRUE(vocab->remove_extra_whitespaces);
+
+  // Unset: no id keys, and flags that read back as false.
+  v.eot_id = -1;
+  v.sep_id = -1;
+  v.add_sep = false;
+  v.remove_extra_whitespaces = false;
+  const std::string plain = dir + "/plain.gguf";
+  ASSERT_TRUE(write_gguf(original, plain).is_ok());
+  file = GgufFile::open(plain);
+  ASSERT_TRUE(file.is_ok());
+  EXPECT_FALSE(file->has("tokenizer.ggml.eot_token_id"));
+  EXPECT_FALSE(file->has("tokenizer.ggml.seperator_token_id"));
+  EXPECT_FALSE(file->has("tokenizer.ggml.remove_extra_whitespaces"));
+  vocab = load_gguf_vocab(plain);
+  ASSERT_TRUE(vocab.is_ok());
+  EXPECT_EQ(vocab->eot_id, -1);
+  EXPECT_EQ(vocab->sep_id, -1);
+  EXPECT_FALSE(vocab->add_sep);
+  EXPECT_FALSE(vocab->remove_extra_whitespaces);
+
+  // A BERT vocabulary appends [SEP] by default (llama.cpp's), and the written flag can turn it off.
+  v.model = "bert";
+  v.merges.clear();
+  v.sep_id = 3;
+  const std::string bert = dir + "/bert.gguf";
+  ASSERT_TRUE(write_gguf(original, bert).is_ok());
+  vocab = load_gguf_vocab(bert);
+  ASSERT_TRUE(vocab.is_ok());
+  EXPECT_FALSE(vocab->add_sep);
+  EXPECT_EQ(vocab->sep_id, 3);
+}
+
 TEST(GgufWriter, LayoutIsWhatLlamaCppExpects) {
   const Checkpoint original = tiny_checkpoint();
   const std::string path = fresh_dir() + "/tiny.gguf";

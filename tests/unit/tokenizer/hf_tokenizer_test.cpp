@@ -109,6 +109,25 @@ TEST(HfTokenizer, SentencePieceStyleBpeWithByteFallback) {
   EXPECT_EQ(t->vocab().eos_id, 2);
 }
 
+// An NFC normalizer makes a decomposed "é" (e + U+0301) encode like the precomposed one.
+TEST(HfTokenizer, UnicodeNormalizerIsApplied) {
+  const std::string precomposed = "\xC3\xA9", decomposed = "e\xCC\x81";
+  json vocab = {{"<unk>", 0}, {"e", 1}, {precomposed, 2}, {"\xCC\x81", 3}, {"x", 4}};
+  json tj = {{"normalizer", {{"type", "NFC"}}},
+             {"pre_tokenizer", nullptr},
+             {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"vocab", vocab}, {"merges", json::array()}}}};
+  tj["added_tokens"] = {special_token(0, "<unk>")};
+  auto t = make_tokenizer(tj);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->vocab().unicode_normal_form, "NFC");
+  EXPECT_EQ(encode(*t, "x" + decomposed, false), (std::vector<int32_t>{4, 2}));
+  EXPECT_EQ(encode(*t, "x" + precomposed, false), (std::vector<int32_t>{4, 2}));
+  tj["normalizer"] = {{"type", "NFD"}};
+  auto nfd = make_tokenizer(tj);
+  ASSERT_TRUE(nfd);
+  EXPECT_EQ(encode(*nfd, precomposed, false), (std::vector<int32_t>{1, 3}));
+}
+
 // Writes a GGUF byte-level vocabulary as tokenizer.json with the given pre-tokenizer and checks
 // the HF path produces the llama.cpp vectors too.
 void check_gguf_as_tokenizer_json(const std::string& name, const json& pre_tokenizer, const std::string& family) {
