@@ -13,6 +13,11 @@ packages=(
   clang
 )
 
+# Node.js + npm run the llama.cpp interoperability test (npm's node-llama-cpp bundles llama.cpp).
+# Checked by command, not package: a NodeSource nodejs already ships npm and conflicts with
+# Debian's npm package.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

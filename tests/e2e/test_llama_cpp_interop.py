@@ -124,6 +124,17 @@ def first_divergence(a, b):
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
 
 
+def node_major_version():
+    """The installed Node.js major version, or None when node is missing or unreadable."""
+    if shutil.which("node") is None:
+        return None
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--anvil", required=True)
@@ -132,6 +143,13 @@ def main():
     args = parser.parse_args()
     if os.environ.get("ANVIL_SKIP_NPM_TESTS") == "1":
         print("skip llama.cpp interop: ANVIL_SKIP_NPM_TESTS=1")
+        return 0
+    # node-llama-cpp needs Node.js >= 20; Debian 12's own nodejs is 18. That is a missing
+    # prerequisite of this machine, not a fault of anvil: say so and skip.
+    node_major = node_major_version()
+    if node_major is not None and node_major < 20:
+        print(f"skip llama.cpp interop: node-llama-cpp {NODE_LLAMA_CPP_VERSION} needs Node.js >= 20, "
+              f"this machine has {node_major}")
         return 0
     anvil, tmp = os.path.abspath(args.anvil), os.path.abspath(args.tmp)
     os.makedirs(tmp, exist_ok=True)
