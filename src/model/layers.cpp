@@ -29,36 +29,41 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   matmul(pool, *lw.wq, s.normed.data(), n, s.q.data());
   matmul(pool, *lw.wk, s.normed.data(), n, s.k.data());
   matmul(pool, *lw.wv, s.normed.data(), n, s.v.data());
+  float cos_table[1024], sin_table[1024];  // head_dim <= 2048 is checked at model creation
   for (int64_t t = 0; t < n; ++t) {
     if (!lw.bq.empty()) {
       add_inplace(s.q.data() + t * q_dim, lw.bq.data(), q_dim);
       add_inplace(s.k.data() + t * kv_dim, lw.bk.data(), kv_dim);
       add_inplace(s.v.data() + t * kv_dim, lw.bv.data(), kv_dim);
     }
+    // One angle table per token serves its q and k heads.
     const int64_t position = first_position + t;
-    apply_rope(s.q.data() + t * q_dim, c.n_heads, hd, position, w.rope_inv_freq.data(), c.rope_style);
-    apply_rope(s.k.data() + t * kv_dim, c.n_kv_heads, hd, position, w.rope_inv_freq.data(), c.rope_style);
+    rope_angles(position, w.rope_inv_freq.data(), hd / 2, cos_table, sin_table);
+    apply_rope_table(s.q.data() + t * q_dim, c.n_heads, hd, cos_table, sin_table, c.rope_style);
+    apply_rope_table(s.k.data() + t * kv_dim, c.n_kv_heads, hd, cos_table, sin_table, c.rope_style);
     std::copy_n(s.k.data() + t * kv_dim, kv_dim, cache.keys(layer, position));
     std::copy_n(s.v.data() + t * kv_dim, kv_dim, cache.values(layer, position));
   }
 
-  // One task per (token, query head); a query head reads the KV head of its group (GQA).
-  const int64_t group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const float* keys = cache.keys(layer, 0);
-  const float* values = cache.values(layer, 0);
-  pool.parallel_for(n * c.n_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(first_position + n);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t t = task / c.n_heads, head = task % c.n_heads;
-      const int64_t position = first_position + t;
-      // Sliding window W: a query sees itself and the W-1 positions before it.
-      const int64_t first = c.sliding_window > 0 ? std::max<int64_t>(0, position - c.sliding_window + 1) : 0;
-      const int64_t kv_offset = (head / group) * hd;
-      attend_one_head(s.q.data() + t * q_dim + head * hd, keys + kv_offset, values + kv_offset, kv_dim, first,
-                      position, hd, scale, scores.data(), s.attn_out.data() + t * q_dim + head * hd);
-    }
-  });
+  // Flash attention over the cache: threads over (KV head x query block), or split-KV for a long
+  // decode; each GQA group shares its K/V loads. Sliding window W: a query sees itself and the
+  // W-1 positions before it.
+  AttentionProblem problem{};
+  problem.q = s.q.data();
+  problem.q_stride = q_dim;
+  problem.keys = cache.keys(layer, 0);
+  problem.values = cache.values(layer, 0);
+  problem.kv_stride = kv_dim;
+  problem.out = s.attn_out.data();
+  problem.out_stride = q_dim;
+  problem.n_tokens = n;
+  problem.n_heads = c.n_heads;
+  problem.n_kv_heads = c.n_kv_heads;
+  problem.head_dim = hd;
+  problem.first_position = first_position;
+  problem.window = c.sliding_window > 0 ? c.sliding_window : 0;
+  problem.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  attention(pool, problem);
   matmul(pool, *lw.wo, s.attn_out.data(), n, s.proj.data());
 }
 

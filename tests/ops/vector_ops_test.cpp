@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <vector>
 
 #include "compute/cpu/attention.h"
+#include "compute/cpu/isa.h"
 #include "compute/cpu/rope.h"
 #include "compute/cpu/vector_ops.h"
 #include "core/dtype.h"
@@ -125,6 +127,63 @@ TEST(Rope, BothStylesMatchReferenceAndEachOther) {
       neox_back[h * hd + 2 * i + 1] = neox[h * hd + i + hd / 2];
     }
   EXPECT_LT(normalized_error(neox_back, interleaved), 1e-6);
+}
+
+
+// Softmax and SwiGLU on every ISA path (scalar std::exp; AVX2/AVX-512 polynomial exp) against
+// double, for odd lengths and wide input ranges (softmax spans e^-80..1, SiLU saturates both ways).
+TEST(VectorOps, SoftmaxAndSiluEveryPathMatchDouble) {
+  for (Isa cap : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    set_isa_cap(cap);
+    if (active_isa() != cap) continue;
+    double worst_softmax = 0, worst_silu = 0;
+    for (int64_t n : {1, 7, 16, 17, 45, 1000, 4099}) {
+      auto x = random_vector(n, 20 + n, 12.0f), y = random_vector(n, 30 + n);
+      std::vector<float> s = x, ref(n);
+      softmax_inplace(s.data(), n);
+      double max_x = -1e30, sum = 0;
+      for (float v : x) max_x = std::max<double>(max_x, v);
+      for (float v : x) sum += std::exp(v - max_x);
+      for (int64_t i = 0; i < n; ++i) ref[i] = static_cast<float>(std::exp(x[i] - max_x) / sum);
+      worst_softmax = std::max(worst_softmax, normalized_error(s, ref));
+      // Element-wise relative error of SiLU (its output spans many magnitudes).
+      std::vector<float> g = x;
+      silu_mul_inplace(g.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double r = x[i] / (1 + std::exp(-double(x[i]))) * y[i];
+        if (r != 0) worst_silu = std::max(worst_silu, std::fabs(g[i] - r) / std::fabs(r));
+      }
+    }
+    std::printf("%-7s softmax normalized error %.2e, silu*y max relative error %.2e\n", isa_name(cap),
+                worst_softmax, worst_silu);
+    EXPECT_LT(worst_softmax, 1e-6) << isa_name(cap);
+    EXPECT_LT(worst_silu, 1e-6) << isa_name(cap);
+  }
+  set_isa_cap(Isa::Avx512);
+}
+
+// The vectorized RoPE rotation against the scalar reference on every path, both pairings.
+TEST(Rope, EveryPathMatchesScalarReference) {
+  for (Isa cap : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    set_isa_cap(cap);
+    if (active_isa() != cap) continue;
+    double worst = 0;
+    for (int64_t hd : {8, 10, 64, 72, 80, 128})
+      for (RopeStyle style : {RopeStyle::Interleaved, RopeStyle::NeoX}) {
+        const int64_t heads = 3, position = 1234;
+        std::vector<float> inv_freq(hd / 2), cos_t(hd / 2), sin_t(hd / 2);
+        for (int64_t i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
+        rope_angles(position, inv_freq.data(), hd / 2, cos_t.data(), sin_t.data());
+        auto x = random_vector(heads * hd, 40 + hd);
+        std::vector<float> fast = x, ref = x;
+        apply_rope_table(fast.data(), heads, hd, cos_t.data(), sin_t.data(), style);
+        apply_rope_reference(ref.data(), heads, hd, cos_t.data(), sin_t.data(), style);
+        worst = std::max(worst, normalized_error(fast, ref));
+      }
+    std::printf("%-7s rope normalized error vs scalar %.2e\n", isa_name(cap), worst);
+    EXPECT_LT(worst, 1e-6) << isa_name(cap);
+  }
+  set_isa_cap(Isa::Avx512);
 }
 
 TEST(Attention, OneHeadMatchesScalarReference) {

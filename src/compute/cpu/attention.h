@@ -1,9 +1,40 @@
-// Causal attention of one query head over a contiguous range of cached keys and values.
+// Causal (optionally sliding-window) GQA attention over a contiguous KV cache: flash-style
+// kernels for prefill and split-KV decode, plus the plain scalar reference.
 #pragma once
 
 #include <cstdint>
 
+#include "core/thread_pool.h"
+
 namespace anvil {
+
+// n_tokens consecutive query tokens at positions first_position.. against cache rows
+// [0, first_position + n_tokens): the token at position p sees rows [0, p], or (p - window, p]
+// when window > 0. Query head h reads KV head h / (n_heads / n_kv_heads).
+struct AttentionProblem {
+  const float* q;      // token t, head h at q + t * q_stride + h * head_dim
+  int64_t q_stride;
+  const float* keys;   // cache row j, KV head k at keys + j * kv_stride + k * head_dim
+  const float* values;
+  int64_t kv_stride;
+  float* out;          // same layout as q, with out_stride
+  int64_t out_stride;
+  int64_t n_tokens, n_heads, n_kv_heads, head_dim;
+  int64_t first_position;
+  int64_t window = 0;
+  float scale;
+  // Key-range splits per (KV head, query block); 0 picks them: split-KV only when there are
+  // few query blocks, a long context (>= 512 keys) and fewer work items than 2x the threads.
+  int64_t kv_splits = 0;
+};
+
+// Flash-style attention on the active ISA (scalar / AVX2 / AVX-512): keys in tiles of 32 with an
+// online softmax, every query head of a GQA group sharing each K/V tile, threads over
+// (KV head x query block x key split) and a log-sum-exp merge of the splits.
+void attention(ThreadPool& pool, const AttentionProblem& p);
+
+// The plain algorithm (scores, softmax, weighted sum per query and head), single-threaded.
+void attention_reference(const AttentionProblem& p);
 
 // q: head_dim floats. keys/values: row j of the cache starts at keys + j * row_stride (the
 // caller offsets the pointers to its KV head). Attends to cache rows [first, last] inclusive.

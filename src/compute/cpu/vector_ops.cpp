@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "compute/cpu/isa.h"
+#include "compute/cpu/vector_ops_kernels.h"
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 
@@ -55,7 +57,7 @@ ANVIL_TARGET_CLONES void rms_norm(const float* x, const float* weight, float* ou
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
-void softmax_inplace(float* x, int64_t n) {
+void softmax_reference(float* x, int64_t n) {
   float max_value = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max_value = std::fmax(max_value, x[i]);
   float sum = 0.0f;
@@ -67,9 +69,27 @@ void softmax_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void silu_mul_inplace(float* gate, const float* up, int64_t n) {
+void silu_mul_reference(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
+
+namespace {
+
+// The activation kernels of the active ISA (looked up per call: tests change the cap).
+vector_ops_detail::ActivationKernels activation_kernels() {
+#if defined(__x86_64__)
+  const Isa isa = active_isa();
+  if (isa >= Isa::Avx512) return vector_ops_detail::activation_kernels_avx512();
+  if (isa >= Isa::Avx2) return vector_ops_detail::activation_kernels_avx2();
+#endif
+  return {softmax_reference, silu_mul_reference};
+}
+
+}  // namespace
+
+void softmax_inplace(float* x, int64_t n) { activation_kernels().softmax(x, n); }
+
+void silu_mul_inplace(float* gate, const float* up, int64_t n) { activation_kernels().silu_mul(gate, up, n); }
 
 ANVIL_TARGET_CLONES void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];

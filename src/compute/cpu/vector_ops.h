@@ -5,12 +5,17 @@
 
 namespace anvil {
 
-// Each kernel has a vector path selected at run time (GCC target clones: AVX-512, AVX2, SSE2);
-// the tests compare them with the scalar references in tests/ops.
+// Each kernel has a vector path selected at run time (GCC target clones: AVX-512, AVX2, SSE2;
+// softmax and SwiGLU dispatch on active_isa() instead, so tests can force each level); the tests
+// compare them with scalar references in tests/ops.
 float dot_f32(const float* a, const float* b, int64_t n);
 void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps);
 void softmax_inplace(float* x, int64_t n);
 void silu_mul_inplace(float* gate, const float* up, int64_t n);  // gate = silu(gate) * up
+// The scalar std::exp versions (the Isa::Scalar path). The AVX2/AVX-512 paths use a polynomial
+// exp with relative error below 1.2e-7 (see vector_ops_simd.inc).
+void softmax_reference(float* x, int64_t n);
+void silu_mul_reference(float* gate, const float* up, int64_t n);
 void add_inplace(float* x, const float* y, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);        // y += a * x
 

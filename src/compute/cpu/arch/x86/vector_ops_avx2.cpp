@@ -1,0 +1,33 @@
+// AVX2 (+FMA) softmax and SwiGLU with the polynomial exp, 8 lanes.
+#if defined(__x86_64__)
+
+// GCC 12 flags the intrinsics' own _mm*_undefined_*() placeholders as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "compute/cpu/vector_ops_kernels.h"
+
+// Only called after active_isa() said so; the region holds intrinsics and local code only.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace anvil::vector_ops_detail {
+namespace {
+
+#include "compute/cpu/vector_ops_simd.inc"
+#include "compute/cpu/vector_ops_activations.inc"
+
+}  // namespace
+
+ActivationKernels activation_kernels_avx2() { return {softmax_kernel<8>, silu_mul_kernel<8>}; }
+
+}  // namespace anvil::vector_ops_detail
+
+#pragma GCC pop_options
+
+#endif  // __x86_64__
