@@ -430,30 +430,31 @@ class KernelBench {
 
   // Causal attention: `queries` query tokens at the end of a cache of `context` + queries rows
   // (prefill: context 0, each token attends to itself and the ones before; decode: 1 query over
-  // `context` keys). Work is split over the pool by (query, head) items.
+  // `context` keys), through the same attention() call the model makes.
   void run_attention(int64_t queries, int64_t context) {
     const KernelBenchModel& m = options_.model;
     const int64_t keys = context > 0 ? context : queries, hd = m.head_dim, kv_width = m.n_kv_heads * hd;
-    const int64_t group = m.n_heads / m.n_kv_heads, first_position = keys - queries;
+    const int64_t first_position = keys - queries;
     const std::vector<float> q = random_floats(queries * m.n_heads * hd, options_.seed + 6, 1.0f);
     const std::vector<float> k = random_floats(keys * kv_width, options_.seed + 7, 1.0f);
     const std::vector<float> v = random_floats(keys * kv_width, options_.seed + 8, 1.0f);
     std::vector<float> out(q.size());
-    std::vector<std::vector<float>> scores(static_cast<size_t>(pool_.thread_count()),
-                                           std::vector<float>(static_cast<size_t>(keys)));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const int64_t items = queries * m.n_heads;
-    const Timing timing = time_calls(options_.min_seconds, [&](int64_t) {
-      pool_.run([&](int index, int count) {
-        float* scratch = scores[static_cast<size_t>(index)].data();
-        for (int64_t i = items * index / count; i < items * (index + 1) / count; ++i) {
-          const int64_t token = i / m.n_heads, head = i % m.n_heads, kv_head = head / group;
-          const float* qh = q.data() + i * hd;
-          attend_one_head(qh, k.data() + kv_head * hd, v.data() + kv_head * hd, kv_width, 0, first_position + token,
-                          hd, scale, scratch, out.data() + i * hd);
-        }
-      });
-    });
+    // The engine's kernel (compute/cpu/attention.h): tiled online softmax, split-KV for decode.
+    AttentionProblem problem{};
+    problem.q = q.data();
+    problem.q_stride = m.n_heads * hd;
+    problem.keys = k.data();
+    problem.values = v.data();
+    problem.kv_stride = kv_width;
+    problem.out = out.data();
+    problem.out_stride = m.n_heads * hd;
+    problem.n_tokens = queries;
+    problem.n_heads = m.n_heads;
+    problem.n_kv_heads = m.n_kv_heads;
+    problem.head_dim = hd;
+    problem.first_position = first_position;
+    problem.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const Timing timing = time_calls(options_.min_seconds, [&](int64_t) { attention(pool_, problem); });
     // Keys attended per head: sum over query tokens of (position + 1).
     const double pairs_per_head =
         static_cast<double>(queries) * static_cast<double>(first_position) +
