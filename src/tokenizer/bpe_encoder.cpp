@@ -11,12 +11,12 @@
 #include "tokenizer/encoder.h"
 #include "tokenizer/pretokenizer_patterns.h"
 #include "tokenizer/regex_splitter.h"
+#include "tokenizer/sentencepiece_text.h"
 #include "tokenizer/utf8.h"
 
 namespace anvil {
 namespace {
 
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 
 struct Merge {
   int32_t rank;

@@ -11,12 +11,12 @@
 #include "core/mapped_file.h"
 #include "tokenizer/pretokenizer_patterns.h"
 #include "tokenizer/sentencepiece_model.h"
+#include "tokenizer/sentencepiece_text.h"
 
 namespace anvil {
 namespace {
 
 using json = nlohmann::json;
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 
 // Parses without exceptions; nesting is bounded so hostile files cannot exhaust the stack.
 Result<json> parse(const std::string& text, const std::string& source) {

@@ -5,12 +5,12 @@
 #include <array>
 
 #include "tokenizer/encoder.h"
+#include "tokenizer/sentencepiece_text.h"
 #include "tokenizer/utf8.h"
 
 namespace anvil {
 namespace {
 
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 
 class SentencePieceEncoder final : public Encoder {
  public:
@@ -54,23 +54,8 @@ SentencePieceEncoder::SentencePieceEncoder(const Vocab& vocab)
 }
 
 void SentencePieceEncoder::encode(std::string_view raw, bool after_special, std::vector<int32_t>& out) const {
-  if (raw.empty()) return;
-  std::string text;
-  text.reserve(raw.size() + raw.size() / 2 + 3);
-  if (remove_extra_whitespaces_) {
-    // SentencePiece's normalizer: trim, and collapse runs of spaces into one.
-    size_t begin = raw.find_first_not_of(' ');
-    if (begin == std::string_view::npos) return;
-    raw = raw.substr(begin, raw.find_last_not_of(' ') - begin + 1);
-  }
-  if (add_space_prefix_ && after_special) text += kSpaceMark;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] != ' ') {
-      text += raw[i];
-    } else if (!remove_extra_whitespaces_ || i == 0 || raw[i - 1] != ' ') {
-      text += kSpaceMark;
-    }
-  }
+  const std::string text = sentencepiece_escape(raw, add_space_prefix_ && after_special, remove_extra_whitespaces_);
+  if (text.empty()) return;
   if (!split_at_words_) {
     encode_chunk(text, out);
     return;

@@ -7,6 +7,7 @@
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/encoder.h"
+#include "tokenizer/sentencepiece_text.h"
 #include "tokenizer/special_tokens.h"
 #include "tokenizer/unigram_encoder.h"
 #include "tokenizer/utf8.h"
@@ -14,7 +15,6 @@
 namespace anvil {
 namespace {
 
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 
 std::string unescape_spaces(std::string_view piece) {
   std::string out;

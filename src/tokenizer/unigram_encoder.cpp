@@ -11,12 +11,12 @@
 #include <array>
 #include <cfloat>
 
+#include "tokenizer/sentencepiece_text.h"
 #include "tokenizer/utf8.h"
 
 namespace anvil {
 namespace {
 
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 constexpr float kUnkPenalty = 10.0f;                      // SentencePiece's: <unk> scores min_score - 10
 
 // Pieces by their bytes. The root has a direct table (it is visited once per character); deeper
@@ -146,23 +146,8 @@ void UnigramEncoder::encode(std::string_view raw, bool after_special, std::vecto
 }
 
 void UnigramEncoder::encode_text(std::string_view raw, bool after_special, std::vector<int32_t>& out) const {
-  if (raw.empty()) return;
-  std::string text;
-  text.reserve(raw.size() + raw.size() / 2 + 3);
-  if (remove_extra_whitespaces_) {
-    // SentencePiece's normalizer: trim, and collapse runs of spaces into one.
-    size_t begin = raw.find_first_not_of(' ');
-    if (begin == std::string_view::npos) return;
-    raw = raw.substr(begin, raw.find_last_not_of(' ') - begin + 1);
-  }
-  if (add_space_prefix_ && after_special) text += kSpaceMark;
-  for (size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] != ' ') {
-      text += raw[i];
-    } else if (!remove_extra_whitespaces_ || i == 0 || raw[i - 1] != ' ') {
-      text += kSpaceMark;
-    }
-  }
+  const std::string text = sentencepiece_escape(raw, add_space_prefix_ && after_special, remove_extra_whitespaces_);
+  if (text.empty()) return;
   segment(text, out);
 }
 

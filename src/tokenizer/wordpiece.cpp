@@ -5,13 +5,13 @@
 #include <algorithm>
 
 #include "tokenizer/encoder.h"
+#include "tokenizer/sentencepiece_text.h"
 #include "tokenizer/unicode_props.h"
 #include "tokenizer/utf8.h"
 
 namespace anvil {
 namespace {
 
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // "▁"
 constexpr size_t kMaxWordChars = 100;                       // longer words are [UNK], as in BERT
 
 class WordPieceEncoder final : public Encoder {
