@@ -45,8 +45,12 @@ TEST(Isa, SubfeaturesFollowTheLevelAndTheMask) {
 TEST(Isa, DetectionMatchesCpuFeatures) {
   const CpuFeatures& f = cpu_features();
   const bool avx2 = f.avx2 && f.fma && f.f16c;
-  if (detected_isa() == Isa::Avx512) EXPECT_TRUE(avx2 && f.avx512f && f.avx512bw && f.avx512vl);
-  if (detected_isa() >= Isa::Avx2) EXPECT_TRUE(avx2);
+  if (detected_isa() == Isa::Avx512) {
+    EXPECT_TRUE(avx2 && f.avx512f && f.avx512bw && f.avx512vl);
+  }
+  if (detected_isa() >= Isa::Avx2) {
+    EXPECT_TRUE(avx2);
+  }
 }
 
 TEST(Isa, NamesRoundTrip) {
