@@ -44,7 +44,8 @@ bool is_float(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 |
 // Column counts per dtype: odd and several-block widths (odd block counts for the 32-blocks).
 std::vector<int64_t> widths(DType dtype) {
   if (is_float(dtype)) return {67, 200};
-  if (dtype_info(dtype).block_elems == 32) return {96, 224, 256};
+  // 32-blocks: 3, 7, 8 and 11 blocks (the AVX-512 Q8_0/Q4_0 kernels take 4 at a time, then 2, then 1).
+  if (dtype_info(dtype).block_elems == 32) return {96, 224, 256, 352};
   return {256, 768};
 }
 
@@ -222,6 +223,9 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
       EXPECT_TRUE(prepared[p].scale == prepared[0].scale) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].bias == prepared[0].bias) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].min_term == prepared[0].min_term) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].q_grouped == prepared[0].q_grouped) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].scale_grouped == prepared[0].scale_grouped) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].bias_grouped == prepared[0].bias_grouped) << dtype_name(dtype);
     }
   }
 }

@@ -55,6 +55,33 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
   // covers them all.
   quantize(x, blocks, weight_code_offset(weight_dtype), out.q.data(), out.scale.data(), out.bias.data(),
            k_quant ? out.min_term.data() : nullptr);
+  if (weight_dtype == DType::Q8_0 || weight_dtype == DType::Q4_0) {
+    const int64_t groups = k / kBlock / 4;
+    out.q_grouped.resize(n_tokens * k);
+    out.scale_grouped.resize(n_tokens * groups * 16);
+    out.bias_grouped.resize(n_tokens * groups * 16);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t g = 0; g < groups; ++g) {
+        int8_t* qg = out.q_grouped.data() + t * k + g * 128;
+        float* sg = out.scale_grouped.data() + (t * groups + g) * 16;
+        int32_t* bg = out.bias_grouped.data() + (t * groups + g) * 16;
+        for (int j = 0; j < 4; ++j) {
+          const int64_t block = t * (k / kBlock) + g * 4 + j;
+          const int8_t* q = out.q.data() + block * kBlock;
+          std::memcpy(qg + 16 * j, q, 16);
+          std::memcpy(qg + 64 + 16 * j, q + 16, 16);
+          for (int m = 0; m < 4; ++m) {
+            sg[4 * j + m] = out.scale[block * kLanesPerBlock];
+            bg[4 * j + m] = out.bias[block * kLanesPerBlock + m] + out.bias[block * kLanesPerBlock + m + 4];
+          }
+        }
+      }
+    }
+  } else {
+    out.q_grouped.clear();
+    out.scale_grouped.clear();
+    out.bias_grouped.clear();
+  }
 }
 
 void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin, int64_t row_end, float* y,
@@ -78,6 +105,12 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
       args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;
       args.xbias = x.bias.data() + t0 * k / kBlock * kLanesPerBlock;
       args.xmin = x.min_term.empty() ? nullptr : x.min_term.data() + t0 * k / 256 * 16;
+      if (!x.q_grouped.empty()) {
+        const int64_t groups = k / kBlock / 4;
+        args.xq_grouped = x.q_grouped.data() + t0 * k;
+        args.xscale_grouped = x.scale_grouped.data() + t0 * groups * 16;
+        args.xbias_grouped = x.bias_grouped.data() + t0 * groups * 16;
+      }
     }
     args.row_begin = row_begin;
     args.row_end = row_end;

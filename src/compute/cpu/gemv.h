@@ -46,6 +46,16 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 //                              Q4_0, 32 for Q6_K, 0 for Q4_K)
 //   min_term[(t*k/256 + s)*16 + 8 + j]  Q4_K only: -scale * sum(q) of sub-block j of super-block s
 //                              (lanes 0..7 are zero so one FMA applies the 8 mins)
+//
+// Q8_0 and Q4_0 also get a grouped copy for the AVX-512 kernels, per group g of 4 whole blocks
+// (128 elements; the k/32 % 4 trailing blocks have none), token stride k (q) and k/128*16 (lanes):
+//   q_grouped[t*k + g*128 + 16j + i]       element i of block 4g+j        (i < 16)
+//   q_grouped[t*k + g*128 + 64 + 16j + i]  element 16+i of block 4g+j
+//   scale_grouped[(t*groups + g)*16 + 4j + m]  block 4g+j's scale
+//   bias_grouped[(t*groups + g)*16 + 4j + m]   -offset * (sum of the 8 codes at elements
+//                                              4m..4m+3 and 16+4m..16+4m+3 of block 4g+j)
+// so one 64-byte weight vector per half-block set meets its activations lane for lane, and both
+// halves accumulate into the same int32 lanes (4 per block) before one conversion and scaling.
 struct GemvActivations {
   DType weight_dtype = DType::F32;
   int64_t n_tokens = 0;
@@ -55,6 +65,9 @@ struct GemvActivations {
   GemvBuffer<float> scale;
   GemvBuffer<int32_t> bias;
   GemvBuffer<float> min_term;
+  GemvBuffer<int8_t> q_grouped;
+  GemvBuffer<float> scale_grouped;
+  GemvBuffer<int32_t> bias_grouped;
 };
 
 // True when gemv supports weights of this dtype (today: every DType).

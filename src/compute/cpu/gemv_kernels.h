@@ -25,6 +25,9 @@ struct GemvArgs {
   const float* xscale;    // stride k/32*8
   const int32_t* xbias;   // stride k/32*8
   const float* xmin;      // Q4_K only, stride k/256*16
+  const int8_t* xq_grouped;       // Q8_0/Q4_0 grouped copy (see GemvActivations), stride k
+  const float* xscale_grouped;    // stride k/128*16
+  const int32_t* xbias_grouped;   // stride k/128*16
   int64_t row_begin, row_end;
   float* y;
   int64_t y_stride;

@@ -147,6 +147,12 @@ inline TokenChunk token_half_chunk(const GemvArgs& a, int t, int64_t elem) {
           _mm512_maskz_loadu_ps(0x00FF, a.xscale + lane)};
 }
 
+// Q8_0 and Q4_0 take four blocks at a time in GemvActivations' grouped layout instead: the codes
+// of elements 0..15 and 16..31 of four blocks as two vectors whose dot products land in the same
+// 4 int32 lanes per block, so each 128 weights cost one conversion and one scaling per row and
+// token (half of the above), and the four fp16 scales come from one word permute of a vector the
+// codes were gathered from (not four scalar loads and broadcasts). ~1.75x the pair loop in cache.
+
 // acc[r][t] += chunk(u[r], token t) for R rows.
 template <bool kVnni, int R, int T, bool kHalf = false>
 inline void accumulate_chunk(const GemvArgs& a, int64_t elem, const __m512i (&u)[R], const __m512 (&sw)[R],
@@ -183,6 +189,32 @@ struct Q8_0Codes {
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs));
     return _mm512_xor_si512(_mm512_zextsi256_si512(lo), _mm512_set1_epi8(char(0x80)));
   }
+  // Four blocks (136 bytes; every field 2-byte aligned) as the grouped layout of
+  // GemvActivations: lo = elements 0..15 of blocks 0..3, hi = elements 16..31, and the 16 lane
+  // scales (4 per block). Word w of the blocks: qs of block j are words 17j+1..17j+16, d word 17j.
+  // Loads: A = bytes 0..63 (words 0..31), A8 = 8..71 (4..35), C = 56..119 (28..59),
+  // B = 72..135 (36..67): never past the four blocks.
+  static void group(const Block* b, __m512i& lo, __m512i& hi, __m512& scales) {
+    const std::byte* p = reinterpret_cast<const std::byte*>(b);
+    const __m512i A = _mm512_loadu_si512(p), A8 = _mm512_loadu_si512(p + 8), C = _mm512_loadu_si512(p + 56),
+                  B = _mm512_loadu_si512(p + 72);
+    // lo: j=0 words 1..8, j=1 18..25 from A; j=2 35..42, j=3 52..59 from C (index 32 + w - 28).
+    const __m512i lo_idx = _mm512_set_epi16(59 + 4, 58 + 4, 57 + 4, 56 + 4, 55 + 4, 54 + 4, 53 + 4, 52 + 4, 42 + 4, 41 + 4,
+                                            40 + 4, 39 + 4, 38 + 4, 37 + 4, 36 + 4, 35 + 4, 25, 24, 23, 22, 21, 20, 19, 18, 8,
+                                            7, 6, 5, 4, 3, 2, 1);
+    // hi: j=0 words 9..16, j=1 26..33 from A8 (w - 4); j=2 43..50, j=3 60..67 from B (32 + w - 36).
+    const __m512i hi_idx = _mm512_set_epi16(67 - 4, 66 - 4, 65 - 4, 64 - 4, 63 - 4, 62 - 4, 61 - 4, 60 - 4, 50 - 4, 49 - 4,
+                                            48 - 4, 47 - 4, 46 - 4, 45 - 4, 44 - 4, 43 - 4, 33 - 4, 32 - 4, 31 - 4, 30 - 4,
+                                            29 - 4, 28 - 4, 27 - 4, 26 - 4, 16 - 4, 15 - 4, 14 - 4, 13 - 4, 12 - 4, 11 - 4,
+                                            10 - 4, 9 - 4);
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    lo = _mm512_xor_si512(_mm512_permutex2var_epi16(A, lo_idx, C), flip);
+    hi = _mm512_xor_si512(_mm512_permutex2var_epi16(A8, hi_idx, B), flip);
+    // d: words 0, 17 from A; 34, 51 from C (32 + w - 28 = 38, 55).
+    const __m512i d_idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 55, 55, 55, 55, 38, 38, 38, 38, 17,
+                                           17, 17, 17, 0, 0, 0, 0);
+    scales = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(A, d_idx, C)));
+  }
 };
 
 // Q4_0: 16 bytes hold elements 0..15 (low nibbles) and 16..31 (high nibbles). Broadcasting each
@@ -201,6 +233,23 @@ struct Q4_0Codes {
   static __m512i single(const Block* b) {
     return nibbles(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs))));
   }
+  // Four blocks (72 bytes) as the grouped layout of GemvActivations: the 64 qs bytes gathered
+  // (block j's are words 9j+1..9j+8, d word 9j) give elements 0..15 in their low nibbles and
+  // 16..31 in their high ones. Loads: A = bytes 0..63 (words 0..31), A8 = bytes 8..71 (4..35).
+  static void group(const Block* b, __m512i& lo, __m512i& hi, __m512& scales) {
+    const std::byte* p = reinterpret_cast<const std::byte*>(b);
+    const __m512i A = _mm512_loadu_si512(p), A8 = _mm512_loadu_si512(p + 8);
+    // j=0..2 from A (words 1..8, 10..17, 19..26), j=3 words 28..35 from A8 (32 + w - 4).
+    const __m512i idx = _mm512_set_epi16(35 + 28, 34 + 28, 33 + 28, 32 + 28, 31 + 28, 30 + 28, 29 + 28, 28 + 28, 26, 25, 24, 23,
+                                         22, 21, 20, 19, 17, 16, 15, 14, 13, 12, 11, 10, 8, 7, 6, 5, 4, 3, 2, 1);
+    const __m512i v = _mm512_permutex2var_epi16(A, idx, A8);
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    lo = _mm512_and_si512(v, mask);
+    hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    const __m512i d_idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 27, 27, 27, 18, 18, 18, 18, 9, 9,
+                                           9, 9, 0, 0, 0, 0);
+    scales = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_idx, A)));
+  }
 };
 
 template <class Codes, bool kVnni>
@@ -215,7 +264,28 @@ struct Q32Kernel {
     const int64_t blocks = a.k / kBlock;
     const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     int64_t b = 0;
-    // Hot loop: two blocks (64 weights) of R rows per step.
+    // Hot loop: four blocks (128 weights) of R rows per step in the grouped activation layout:
+    // two dot products into the same int32 lanes (4 per block), one conversion and scaling.
+    constexpr int64_t kStepBytes = 4 * sizeof(Block);
+    const int64_t groups = blocks / 4;
+    const int64_t lane_stride = groups * 16;
+    for (int64_t g = 0; g < groups; ++g, b += 4) {
+      ANVIL_UNROLL for (int64_t line = 0; line < kStepBytes; line += 64) prefetch.at(b * sizeof(Block) + line);
+      __m512i lo[R], hi[R];
+      __m512 sw[R];
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) Codes::group(rows[r] + b, lo[r], hi[r], sw[r]);
+      ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+        const int8_t* xq = a.xq_grouped + t * a.k + g * 128;
+        const __m512i xlo = _mm512_loadu_si512(xq), xhi = _mm512_loadu_si512(xq + 64);
+        const __m512i bias = _mm512_loadu_si512(a.xbias_grouped + t * lane_stride + g * 16);
+        const __m512 xs = _mm512_loadu_ps(a.xscale_grouped + t * lane_stride + g * 16);
+        ANVIL_UNROLL for (int r = 0; r < R; ++r) {
+          const __m512i lanes = dot_u8s8<kVnni>(dot_u8s8<kVnni>(bias, lo[r], xlo), hi[r], xhi);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(sw[r], xs), acc[r][t]);
+        }
+      }
+    }
+    // Two blocks (64 weights) of R rows per step.
     for (; b + 2 <= blocks; b += 2) {
       prefetch.at(b * sizeof(Block));
       __m512i u[R];
