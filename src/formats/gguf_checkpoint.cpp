@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "model/tensor_layout.h"
+
 namespace anvil {
 namespace {
 
@@ -250,31 +252,12 @@ Result<ModelConfig> config_from_gguf(const GgufFile& file) {
 
 Status check_checkpoint_tensors(const Checkpoint& ckpt) {
   const ModelConfig& c = ckpt.config;
-  const int64_t q_rows = c.n_heads * c.head_dim;
-  const int64_t kv_rows = c.n_kv_heads * c.head_dim;
-  ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, "token_embd.weight", {c.vocab_size, c.dim}));
-  ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, "output_norm.weight", {c.dim}));
-  if (!c.tied_embeddings) ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, "output.weight", {c.vocab_size, c.dim}));
   if (const Tensor* freqs = ckpt.find("rope_freqs.weight")) {
     ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, "rope_freqs.weight", {c.head_dim / 2}));
     if (freqs->dtype != DType::F32) return Status::error(ckpt.source + ": tensor rope_freqs.weight must be F32");
   }
-  for (int64_t layer = 0; layer < c.n_layers; ++layer) {
-    const std::string p = "blk." + std::to_string(layer) + ".";
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_norm.weight", {c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_q.weight", {q_rows, c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_k.weight", {kv_rows, c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_v.weight", {kv_rows, c.dim}));
-    if (c.attn_qkv_bias) {
-      ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_q.bias", {q_rows}));
-      ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_k.bias", {kv_rows}));
-      ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_v.bias", {kv_rows}));
-    }
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "attn_output.weight", {c.dim, q_rows}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "ffn_norm.weight", {c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "ffn_gate.weight", {c.hidden_dim, c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "ffn_up.weight", {c.hidden_dim, c.dim}));
-    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, p + "ffn_down.weight", {c.dim, c.hidden_dim}));
+  for (const RequiredTensor& t : required_tensors(c)) {
+    ANVIL_RETURN_IF_ERROR(check_tensor(ckpt, t.name, t.shape));
   }
   return Status::ok();
 }

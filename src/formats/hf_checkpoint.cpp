@@ -17,6 +17,7 @@
 #include "core/mapped_file.h"
 #include "formats/rope_permute.h"
 #include "formats/safetensors.h"
+#include "model/tensor_layout.h"
 #include "tokenizer/hf_tokenizer.h"
 
 namespace anvil {
@@ -184,32 +185,11 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 
-std::vector<TensorSpec> required_tensors(const ModelConfig& c) {
-  const int64_t q_rows = c.n_heads * c.head_dim;
-  const int64_t kv_rows = c.n_kv_heads * c.head_dim;
+std::vector<TensorSpec> required_tensor_specs(const ModelConfig& c) {
   std::vector<TensorSpec> specs;
-  auto add = [&](const std::string& canonical, std::vector<int64_t> shape) {
-    specs.push_back({canonical, hf_tensor_name(canonical), std::move(shape)});
-  };
-  add("token_embd.weight", {c.vocab_size, c.dim});
-  add("output_norm.weight", {c.dim});
-  if (!c.tied_embeddings) add("output.weight", {c.vocab_size, c.dim});
-  for (int64_t layer = 0; layer < c.n_layers; ++layer) {
-    const std::string blk = "blk." + std::to_string(layer) + ".";
-    add(blk + "attn_norm.weight", {c.dim});
-    add(blk + "attn_q.weight", {q_rows, c.dim});
-    add(blk + "attn_k.weight", {kv_rows, c.dim});
-    add(blk + "attn_v.weight", {kv_rows, c.dim});
-    if (c.attn_qkv_bias) {
-      add(blk + "attn_q.bias", {q_rows});
-      add(blk + "attn_k.bias", {kv_rows});
-      add(blk + "attn_v.bias", {kv_rows});
-    }
-    add(blk + "attn_output.weight", {c.dim, q_rows});
-    add(blk + "ffn_norm.weight", {c.dim});
-    add(blk + "ffn_gate.weight", {c.hidden_dim, c.dim});
-    add(blk + "ffn_up.weight", {c.hidden_dim, c.dim});
-    add(blk + "ffn_down.weight", {c.dim, c.hidden_dim});
+  for (RequiredTensor& t : required_tensors(c)) {
+    const std::string hf = hf_tensor_name(t.name);
+    specs.push_back({std::move(t.name), hf, std::move(t.shape)});
   }
   return specs;
 }
@@ -536,7 +516,7 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir) {
   // Tied models often omit lm_head.weight; some store a copy anyway, which tie_word_embeddings overrides.
   config.tied_embeddings = config.tied_embeddings || weights.tensors.count("lm_head.weight") == 0;
 
-  for (const TensorSpec& spec : required_tensors(config)) {
+  for (const TensorSpec& spec : required_tensor_specs(config)) {
     auto it = weights.tensors.find(spec.hf);
     if (it == weights.tensors.end()) return Status::error(dir + ": missing tensor " + spec.hf);
     const auto& [file, entry] = it->second;
@@ -572,7 +552,7 @@ Status write_hf_checkpoint(const Checkpoint& checkpoint, const std::string& dir)
 
   std::list<std::vector<std::byte>> buffers;  // permuted copies, alive until the write ends
   std::vector<Tensor> out;
-  for (const TensorSpec& spec : required_tensors(with_biases)) {
+  for (const TensorSpec& spec : required_tensor_specs(with_biases)) {
     const Tensor* source = checkpoint.find(spec.canonical);
     const bool is_bias = spec.canonical.size() > 5 && spec.canonical.compare(spec.canonical.size() - 5, 5, ".bias") == 0;
     Tensor tensor;
@@ -612,7 +592,7 @@ Status write_hf_checkpoint(const Checkpoint& checkpoint, const std::string& dir)
   // Refuse rather than drop tensors the layout has no place for. rope_freqs.weight is derived from
   // rope_scaling, which config.json carries; a tied model's output.weight is the embedding.
   std::set<std::string> written;
-  for (const TensorSpec& spec : required_tensors(with_biases)) written.insert(spec.canonical);
+  for (const TensorSpec& spec : required_tensor_specs(with_biases)) written.insert(spec.canonical);
   for (const auto& [name, tensor] : checkpoint.tensors) {
     if (written.count(name) || name == "rope_freqs.weight" || (name == "output.weight" && config.tied_embeddings)) continue;
     return Status::error(dir + ": tensor " + name + " does not belong in this " + config.arch + " checkpoint");

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "model/rope.h"
+#include "model/tensor_layout.h"
 
 namespace anvil {
 namespace {
@@ -129,33 +130,25 @@ struct TensorPlan {
 };
 
 std::vector<TensorPlan> plan_tensors(const ModelConfig& c) {
-  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const float in_dim_std = 1.0f / std::sqrt(static_cast<float>(c.dim));
   std::vector<TensorPlan> plan;
-  // Small embeddings (as in trained models) keep the residual stream from being dominated by the
-  // current token, which with tied embeddings would make every model just repeat its input.
-  // Tied, they are also the output layer: 2/sqrt(dim) gives logits with std ~2 (peaked enough).
-  plan.push_back({"token_embd.weight", {c.vocab_size, c.dim}, (c.tied_embeddings ? 2.0f : 1.0f) * in_dim_std, false});
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    plan.push_back({p + "attn_norm.weight", {c.dim}, 0.0f, true});
-    plan.push_back({p + "attn_q.weight", {q_dim, c.dim}, in_dim_std, false});
-    plan.push_back({p + "attn_k.weight", {kv_dim, c.dim}, in_dim_std, false});
-    plan.push_back({p + "attn_v.weight", {kv_dim, c.dim}, in_dim_std, false});
-    if (c.attn_qkv_bias) {
-      plan.push_back({p + "attn_q.bias", {q_dim}, 0.02f, true});
-      plan.push_back({p + "attn_k.bias", {kv_dim}, 0.02f, true});
-      plan.push_back({p + "attn_v.bias", {kv_dim}, 0.02f, true});
+  for (RequiredTensor& t : required_tensors(c)) {
+    const std::string& name = t.name;
+    const bool is_vector = t.shape.size() == 1;
+    // Matrices: std 1/sqrt(in_features) keeps activations at unit scale through every layer.
+    float std = is_vector ? 0.0f : 1.0f / std::sqrt(static_cast<float>(t.shape.back()));
+    if (name == "token_embd.weight" && c.tied_embeddings) {
+      // Small embeddings (as in trained models) keep the residual stream from being dominated
+      // by the current token, which with tied embeddings would make every model repeat its
+      // input. Tied, they are also the output layer: 2/sqrt(dim) gives logits with std ~2.
+      std *= 2.0f;
+    } else if (name == "output.weight") {
+      std *= 2.0f;  // logits with std ~2: peaked enough that greedy text is not uniform noise
+    } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      std = 0.02f;
     }
-    plan.push_back({p + "attn_output.weight", {c.dim, q_dim}, 1.0f / std::sqrt(static_cast<float>(q_dim)), false});
-    plan.push_back({p + "ffn_norm.weight", {c.dim}, 0.0f, true});
-    plan.push_back({p + "ffn_gate.weight", {c.hidden_dim, c.dim}, in_dim_std, false});
-    plan.push_back({p + "ffn_up.weight", {c.hidden_dim, c.dim}, in_dim_std, false});
-    plan.push_back({p + "ffn_down.weight", {c.dim, c.hidden_dim}, 1.0f / std::sqrt(static_cast<float>(c.hidden_dim)), false});
+    // Norms (std 0 here) are ones with small noise; norms and biases stay F32 as in GGUF files.
+    plan.push_back({std::move(t.name), std::move(t.shape), std, is_vector});
   }
-  plan.push_back({"output_norm.weight", {c.dim}, 0.0f, true});
-  // Logits with std ~2 over the vocabulary: peaked enough that greedy text is not uniform noise.
-  if (!c.tied_embeddings) plan.push_back({"output.weight", {c.vocab_size, c.dim}, 2.0f * in_dim_std, false});
   return plan;
 }
 
