@@ -6,16 +6,18 @@
 #include <string>
 
 #include "core/thread_pool.h"
-#include "model/kv_cache.h"
+#include "model/forward_batch.h"
+#include "model/kv_store.h"
 #include "model/model_config.h"
 #include "model/transformer_weights.h"
 
 namespace anvil {
 
-// Runs tokens at positions [cache.length(), cache.length() + tokens.size()), appending their K/V.
-// logits: (n_tokens, vocab) when all_logits, else (vocab) for the last token only.
+// Runs every chunk of the batch (writing its K/V rows into the store through its block table) and
+// writes batch.logit_rows() rows of vocab logits, chunk after chunk. Arguments are checked by
+// DecoderModel::forward_batch.
 using ForwardFn = void (*)(ThreadPool& pool, const ModelConfig& config, const TransformerWeights& weights,
-                           std::span<const int32_t> tokens, SequenceKvCache& cache, float* logits, bool all_logits);
+                           const ForwardBatch& batch, const KvStoreView& kv, float* logits);
 
 struct ArchSpec {
   const char* name;             // general.architecture in GGUF, ModelConfig::arch
@@ -33,6 +35,6 @@ const ArchSpec& qwen2_arch_spec();
 
 // The Llama graph, shared by every architecture that is Llama plus options (bias, window).
 void llama_forward(ThreadPool& pool, const ModelConfig& config, const TransformerWeights& weights,
-                   std::span<const int32_t> tokens, SequenceKvCache& cache, float* logits, bool all_logits);
+                   const ForwardBatch& batch, const KvStoreView& kv, float* logits);
 
 }  // namespace anvil

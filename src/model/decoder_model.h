@@ -27,6 +27,11 @@ class DecoderModel {
   Status forward(std::span<const int32_t> tokens, SequenceKvCache& cache, ThreadPool& pool, float* logits,
                  bool all_logits) const;
 
+  // One batched step over several sequences (the engine's path): see ForwardBatch. logits:
+  // batch.logit_rows() x vocab floats. Rejects out-of-vocabulary ids, positions past the context
+  // length, block tables that do not cover a chunk or name blocks outside the store.
+  Status forward_batch(const ForwardBatch& batch, const KvStoreView& kv, ThreadPool& pool, float* logits) const;
+
  private:
   DecoderModel() = default;
   std::shared_ptr<const Checkpoint> checkpoint_;

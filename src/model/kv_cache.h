@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/kv_store.h"
+
 namespace anvil {
 
 class SequenceKvCache {
@@ -22,6 +24,21 @@ class SequenceKvCache {
   // Row `position` of layer `layer`: kv_dim floats.
   float* keys(int64_t layer, int64_t position) { return &keys_[(layer * capacity_ + position) * kv_dim_]; }
   float* values(int64_t layer, int64_t position) { return &values_[(layer * capacity_ + position) * kv_dim_]; }
+
+  // The cache as a KV store of one block of `capacity` rows (block table {0}).
+  KvStoreView view() {
+    KvStoreView v;
+    v.dtype = DType::F32;
+    v.block_size = capacity_;
+    v.kv_dim = kv_dim_;
+    v.n_blocks = 1;
+    const int64_t layers = capacity_ > 0 ? static_cast<int64_t>(keys_.size()) / (capacity_ * kv_dim_) : 0;
+    for (int64_t l = 0; l < layers; ++l) {
+      v.keys.push_back(keys(l, 0));
+      v.values.push_back(values(l, 0));
+    }
+    return v;
+  }
 
  private:
   int64_t capacity_, kv_dim_, length_ = 0;

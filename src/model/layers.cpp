@@ -22,7 +22,7 @@ void build_norm(const float* in, const std::vector<float>& weight, float eps, in
 }
 
 void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, int64_t layer,
-                     int64_t first_position, SequenceKvCache& cache, ForwardScratch& s) {
+                     const ForwardBatch& batch, const KvStoreView& kv, ForwardScratch& s) {
   const LayerWeights& lw = w.layers[layer];
   const int64_t n = s.n_tokens, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
@@ -30,40 +30,53 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   matmul(pool, *lw.wk, s.normed.data(), n, s.k.data());
   matmul(pool, *lw.wv, s.normed.data(), n, s.v.data());
   float cos_table[1024], sin_table[1024];  // head_dim <= 2048 is checked at model creation
-  for (int64_t t = 0; t < n; ++t) {
-    if (!lw.bq.empty()) {
-      add_inplace(s.q.data() + t * q_dim, lw.bq.data(), q_dim);
-      add_inplace(s.k.data() + t * kv_dim, lw.bk.data(), kv_dim);
-      add_inplace(s.v.data() + t * kv_dim, lw.bv.data(), kv_dim);
+  void* const key_base = kv.keys[layer];
+  void* const value_base = kv.values[layer];
+  std::vector<AttentionProblem> problems;
+  problems.reserve(batch.chunks.size());
+  int64_t t = 0;  // row of the chunk's first token in the batch
+  for (const SequenceChunk& chunk : batch.chunks) {
+    for (int64_t i = 0; i < chunk.n_tokens; ++i) {
+      const int64_t row = t + i;
+      if (!lw.bq.empty()) {
+        add_inplace(s.q.data() + row * q_dim, lw.bq.data(), q_dim);
+        add_inplace(s.k.data() + row * kv_dim, lw.bk.data(), kv_dim);
+        add_inplace(s.v.data() + row * kv_dim, lw.bv.data(), kv_dim);
+      }
+      // One angle table per token serves its q and k heads.
+      const int64_t position = chunk.first_position + i;
+      rope_angles(position, w.rope_inv_freq.data(), hd / 2, cos_table, sin_table);
+      apply_rope_table(s.q.data() + row * q_dim, c.n_heads, hd, cos_table, sin_table, c.rope_style);
+      apply_rope_table(s.k.data() + row * kv_dim, c.n_kv_heads, hd, cos_table, sin_table, c.rope_style);
+      const int64_t cache_row = chunk.block_table[position / kv.block_size] * kv.block_size + position % kv.block_size;
+      store_kv_row(kv, key_base, cache_row, s.k.data() + row * kv_dim);
+      store_kv_row(kv, value_base, cache_row, s.v.data() + row * kv_dim);
     }
-    // One angle table per token serves its q and k heads.
-    const int64_t position = first_position + t;
-    rope_angles(position, w.rope_inv_freq.data(), hd / 2, cos_table, sin_table);
-    apply_rope_table(s.q.data() + t * q_dim, c.n_heads, hd, cos_table, sin_table, c.rope_style);
-    apply_rope_table(s.k.data() + t * kv_dim, c.n_kv_heads, hd, cos_table, sin_table, c.rope_style);
-    std::copy_n(s.k.data() + t * kv_dim, kv_dim, cache.keys(layer, position));
-    std::copy_n(s.v.data() + t * kv_dim, kv_dim, cache.values(layer, position));
+    // Flash attention over the chunk's cache rows: threads over (KV head x query block), or
+    // split-KV for a long decode; each GQA group shares its K/V loads. Sliding window W: a
+    // query sees itself and the W-1 positions before it.
+    AttentionProblem& problem = problems.emplace_back();
+    problem.q = s.q.data() + t * q_dim;
+    problem.q_stride = q_dim;
+    problem.keys = key_base;
+    problem.values = value_base;
+    problem.kv_stride = kv_dim;
+    problem.kv_dtype = kv.dtype;
+    problem.block_table = chunk.block_table.data();
+    problem.block_size = kv.block_size;
+    problem.out = s.attn_out.data() + t * q_dim;
+    problem.out_stride = q_dim;
+    problem.n_tokens = chunk.n_tokens;
+    problem.n_heads = c.n_heads;
+    problem.n_kv_heads = c.n_kv_heads;
+    problem.head_dim = hd;
+    problem.first_position = chunk.first_position;
+    problem.window = c.sliding_window > 0 ? c.sliding_window : 0;
+    problem.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    t += chunk.n_tokens;
   }
-
-  // Flash attention over the cache: threads over (KV head x query block), or split-KV for a long
-  // decode; each GQA group shares its K/V loads. Sliding window W: a query sees itself and the
-  // W-1 positions before it.
-  AttentionProblem problem{};
-  problem.q = s.q.data();
-  problem.q_stride = q_dim;
-  problem.keys = cache.keys(layer, 0);
-  problem.values = cache.values(layer, 0);
-  problem.kv_stride = kv_dim;
-  problem.out = s.attn_out.data();
-  problem.out_stride = q_dim;
-  problem.n_tokens = n;
-  problem.n_heads = c.n_heads;
-  problem.n_kv_heads = c.n_kv_heads;
-  problem.head_dim = hd;
-  problem.first_position = first_position;
-  problem.window = c.sliding_window > 0 ? c.sliding_window : 0;
-  problem.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  attention(pool, problem);
+  // All sequences' attention in one dispatch, so many short decodes keep every thread busy.
+  attention_batch(pool, problems);
   matmul(pool, *lw.wo, s.attn_out.data(), n, s.proj.data());
 }
 

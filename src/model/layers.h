@@ -1,12 +1,14 @@
 // Shared layer helpers every architecture's graph is made of (llama.cpp's build_norm /
-// build_attn / build_ffn): each works on a packed batch of n_tokens rows of one sequence.
+// build_attn / build_ffn): each works on a packed batch of n_tokens rows, the chunks of one or
+// several sequences (ForwardBatch) one after the other.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "model/kv_cache.h"
+#include "model/forward_batch.h"
+#include "model/kv_store.h"
 #include "model/model_config.h"
 #include "model/transformer_weights.h"
 
@@ -31,11 +33,12 @@ struct ForwardScratch {
 void build_norm(const float* in, const std::vector<float>& weight, float eps, int64_t n_tokens, int64_t dim,
                 float* out);
 
-// Self-attention of a layer for tokens at positions [first_position, first_position + n_tokens):
-// q/k/v projections (+bias), RoPE, append K/V to the cache, causal (optionally sliding-window)
-// GQA attention, output projection. Reads scratch.normed, writes scratch.proj.
+// Self-attention of a layer for every chunk of the batch: q/k/v projections over all rows
+// (+bias), RoPE at each token's position, K/V rows written to the store through the chunk's block
+// table, causal (optionally sliding-window) GQA attention per chunk, output projection.
+// Reads scratch.normed, writes scratch.proj.
 void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, int64_t layer,
-                     int64_t first_position, SequenceKvCache& cache, ForwardScratch& scratch);
+                     const ForwardBatch& batch, const KvStoreView& kv, ForwardScratch& scratch);
 
 // SwiGLU feed-forward: w_down(silu(w_gate x) * w_up x). Reads scratch.normed, writes scratch.proj.
 void build_ffn(ThreadPool& pool, const LayerWeights& layer, int64_t hidden_dim, ForwardScratch& scratch);

@@ -1,6 +1,8 @@
 // The preset table and the deterministic random weights behind dummy:<preset>.
 #include "model/presets.h"
 
+#include "core/process_stats.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -110,16 +112,6 @@ void fill_uniform(float* out, int64_t n, float std, uint64_t seed) {
     const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
     out[i] = (2.0f * u - 1.0f) * a;
   }
-}
-
-uint64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t value_kb;
-  std::string unit;
-  while (meminfo >> key >> value_kb >> unit)
-    if (key == "MemAvailable:") return value_kb * 1024;
-  return UINT64_MAX;
 }
 
 struct TensorPlan {
@@ -237,7 +229,7 @@ Result<Checkpoint> create_dummy_checkpoint(const std::string& spec, const Progre
                                        t.name, t.shape.back(), dtype_name, dtype_info(dtype).block_elems));
 
   const uint64_t needed = dummy_weight_bytes(config, dtype);
-  const uint64_t available = available_memory_bytes();
+  const uint64_t available = static_cast<uint64_t>(mem_available_bytes().value_or(INT64_MAX));
   if (needed > available)
     return Status::error(fmt::format("{}: random weights need {:.1f} GiB at {}, but only {:.1f} GiB of memory is "
                                      "available; try a smaller preset or a quantized dtype (e.g. {}:q4_0)",

@@ -1,6 +1,7 @@
 // Flash attention (prefill tiles, split-KV decode) on every ISA path x head_dim x query and key
 // counts x sliding window x GQA group x key splits x 1 and 2 threads, against a double-precision
-// reference. Prints the normalized error (max|out-ref| / max|ref|) per path and head_dim.
+// reference; paged caches (shuffled block tables) of f32/f16/bf16 rows; batches of problems.
+// Prints the normalized error (max|out-ref| / max|ref|) per path.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "compute/cpu/attention.h"
 #include "compute/cpu/isa.h"
+#include "core/dtype.h"
 #include "core/thread_pool.h"
 
 namespace anvil {
@@ -185,6 +187,270 @@ TEST(Attention, AutomaticSplitKvDecodeMatchesReference) {
     }
     EXPECT_LT(max_diff / max_ref, 1e-5) << "window=" << window;
   }
+}
+
+// A pool of KV-cache blocks (block_size rows of kv_stride elements, K and V) shared by sequences
+// that each own a shuffled, non-contiguous set of blocks. Rows no sequence wrote hold NaN, so a
+// read through a wrong row shows up in the result.
+class PagedCache {
+ public:
+  PagedCache(DType dtype, int64_t block_size, int64_t n_blocks, int64_t n_kv_heads, int64_t head_dim, std::mt19937& rng)
+      : dtype_(dtype), block_size_(block_size), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
+        kv_stride_(n_kv_heads * head_dim + 3), rng_(rng) {
+    const size_t n = static_cast<size_t>(n_blocks * block_size * kv_stride_);
+    keys_.assign(n, NAN);
+    values_.assign(n, NAN);
+    keys_raw_.assign(n, store(NAN));
+    values_raw_.assign(n, store(NAN));
+    for (int64_t b = 0; b < n_blocks; ++b) free_.push_back(static_cast<int32_t>(b));
+    std::shuffle(free_.begin(), free_.end(), rng_);
+  }
+
+  // A new sequence of n_positions random rows (rounded to the dtype); returns its block table.
+  std::vector<int32_t> add_sequence(int64_t n_positions) {
+    std::vector<int32_t> table;
+    for (int64_t j = 0; j < n_positions; j += block_size_) {
+      if (free_.empty()) {
+        ADD_FAILURE() << "the test's cache pool is too small";
+        return table;
+      }
+      table.push_back(free_.back());
+      free_.pop_back();
+    }
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (int64_t j = 0; j < n_positions; ++j)
+      for (int64_t i = 0; i < n_kv_heads_ * head_dim_; ++i) {
+        const size_t at = static_cast<size_t>(row(table, j) * kv_stride_ + i);
+        set(keys_raw_[at], keys_[at], dist(rng_));
+        set(values_raw_[at], values_[at], dist(rng_));
+      }
+    return table;
+  }
+
+  int64_t row(const std::vector<int32_t>& table, int64_t j) const {
+    return table[j / block_size_] * block_size_ + j % block_size_;
+  }
+  // The values the cache holds, as floats, at cache row r, KV head k, element i.
+  float key(int64_t r, int64_t k, int64_t i) const { return keys_[r * kv_stride_ + k * head_dim_ + i]; }
+  float value(int64_t r, int64_t k, int64_t i) const { return values_[r * kv_stride_ + k * head_dim_ + i]; }
+
+  // The cache fields of a problem over the sequence with this block table.
+  void describe(const std::vector<int32_t>& table, AttentionProblem& p) const {
+    p.keys = dtype_ == DType::F32 ? static_cast<const void*>(keys_.data()) : keys_raw_.data();
+    p.values = dtype_ == DType::F32 ? static_cast<const void*>(values_.data()) : values_raw_.data();
+    p.kv_stride = kv_stride_;
+    p.kv_dtype = dtype_;
+    p.block_table = table.data();
+    p.block_size = block_size_;
+  }
+
+ private:
+  uint16_t store(float x) const { return dtype_ == DType::F16 ? float_to_fp16(x) : float_to_bf16(x); }
+  // One element: f32 as drawn, f16/bf16 rounded (and its value as a float for the references).
+  void set(uint16_t& raw, float& rounded, float x) const {
+    if (dtype_ == DType::F32) {
+      rounded = x;
+      return;
+    }
+    raw = store(x);
+    rounded = dtype_ == DType::F16 ? fp16_to_float(raw) : bf16_to_float(raw);
+  }
+
+  DType dtype_;
+  int64_t block_size_, n_kv_heads_, head_dim_, kv_stride_;
+  std::mt19937& rng_;
+  std::vector<float> keys_, values_;              // f32 rows (F32) or their rounded values
+  std::vector<uint16_t> keys_raw_, values_raw_;   // f16 / bf16 rows
+  std::vector<int32_t> free_;
+};
+
+// One sequence's queries and outputs against a paged cache.
+struct PagedSequence {
+  std::vector<int32_t> table;
+  std::vector<float> q, out;
+  AttentionProblem problem{};
+};
+
+PagedSequence make_sequence(PagedCache& cache, int64_t n_tokens, int64_t first_position, int64_t window, int64_t n_kv,
+                            int64_t group, int64_t hd, std::mt19937& rng) {
+  PagedSequence s;
+  s.table = cache.add_sequence(first_position + n_tokens);
+  const int64_t stride = n_kv * group * hd;
+  s.q = random_vector(std::max<int64_t>(n_tokens, 1) * stride, rng, 2.0f);
+  s.out.assign(std::max<int64_t>(n_tokens, 1) * stride, -999.0f);
+  AttentionProblem& p = s.problem;
+  cache.describe(s.table, p);
+  p.q = s.q.data();
+  p.q_stride = stride;
+  p.out = s.out.data();
+  p.out_stride = stride;
+  p.n_tokens = n_tokens;
+  p.n_heads = n_kv * group;
+  p.n_kv_heads = n_kv;
+  p.head_dim = hd;
+  p.first_position = first_position;
+  p.window = window;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  return s;
+}
+
+// The attention of one sequence in double precision, reading the cache's rounded values through
+// the block table: independent of attention_reference.
+std::vector<double> independent_reference(const PagedCache& cache, const PagedSequence& s) {
+  const AttentionProblem& p = s.problem;
+  const int64_t hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
+  std::vector<double> ref(p.n_tokens * p.out_stride, 0.0), scores(p.first_position + p.n_tokens);
+  for (int64_t t = 0; t < p.n_tokens; ++t) {
+    const int64_t pos = p.first_position + t, lo = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+    for (int64_t h = 0; h < p.n_heads; ++h) {
+      const int64_t k = h / group;
+      double m = -1e300, sum = 0;
+      for (int64_t j = lo; j <= pos; ++j) {
+        double d = 0;
+        for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(p.q[t * p.q_stride + h * hd + i]) * cache.key(cache.row(s.table, j), k, i);
+        scores[j] = d * p.scale;
+        m = std::max(m, scores[j]);
+      }
+      for (int64_t j = lo; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - m));
+      for (int64_t j = lo; j <= pos; ++j)
+        for (int64_t i = 0; i < hd; ++i) ref[t * p.out_stride + h * hd + i] += scores[j] / sum * cache.value(cache.row(s.table, j), k, i);
+    }
+  }
+  return ref;
+}
+
+template <typename T>
+double normalized_error(const std::vector<float>& out, const std::vector<T>& ref) {
+  double max_diff = 0, max_ref = 1e-30;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(out[i]) - static_cast<double>(ref[i])));
+    if (std::isnan(out[i])) max_diff = INFINITY;
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(ref[i])));
+  }
+  return max_diff / max_ref;
+}
+
+const char* kv_name(DType dtype) { return dtype == DType::F32 ? "f32" : dtype == DType::F16 ? "f16" : "bf16"; }
+
+// Prefill (a chunk at first_position > 0, with and without a window) and long decode (split-KV
+// with 2 threads) through shuffled block tables of 16, 32 and 7 rows, f32/f16/bf16 rows, head_dim
+// 64 and 36 (vector tails in the conversions and the padded V tile), every ISA path, 1 and 2
+// threads, automatic and forced key splits.
+TEST(Attention, PagedCacheEveryDtypeBlockSizePathAndThreadCountMatchesReference) {
+  std::mt19937 rng(21);
+  const std::vector<Isa> isas = available_isas();
+  ThreadPool pool1(1), pool2(2);
+  const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
+  struct Scenario {
+    int64_t n_tokens, first_position, window;
+  };
+  const Scenario scenarios[] = {{37, 60, 0}, {37, 60, 20}, {1, 1400, 0}, {1, 1400, 600}};
+  const int64_t n_kv = 2, group = 4;
+  // worst[isa][dtype]; row isas.size(): attention_reference against the independent computation.
+  std::vector<std::vector<double>> worst(isas.size() + 1, std::vector<double>(3, 0.0));
+  for (int64_t hd : {64, 36})
+    for (int64_t block_size : {16, 32, 7})
+      for (int di = 0; di < 3; ++di) {
+        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
+        for (const Scenario& sc : scenarios) {
+          PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
+          const std::string where = std::string(kv_name(dtypes[di])) + " head_dim=" + std::to_string(hd) +
+                                    " block_size=" + std::to_string(block_size) + " tokens=" +
+                                    std::to_string(sc.n_tokens) + " first_position=" + std::to_string(sc.first_position) +
+                                    " window=" + std::to_string(sc.window);
+          attention_reference(s.problem);
+          const std::vector<float> ref = s.out;
+          const double ref_err = normalized_error(ref, independent_reference(cache, s));
+          EXPECT_LT(ref_err, 1e-5) << "reference " << where;
+          worst[isas.size()][di] = std::max(worst[isas.size()][di], ref_err);
+          for (size_t ii = 0; ii < isas.size(); ++ii) {
+            set_isa_cap(isas[ii]);
+            for (ThreadPool* pool : {&pool1, &pool2})
+              for (int64_t splits : {0, 3}) {
+                std::fill(s.out.begin(), s.out.end(), -999.0f);
+                s.problem.kv_splits = splits;
+                attention(*pool, s.problem);
+                const double err = normalized_error(s.out, ref);
+                EXPECT_LT(err, 1e-5) << isa_name(isas[ii]) << " threads=" << pool->thread_count()
+                                     << " splits=" << splits << " " << where;
+                worst[ii][di] = std::max(worst[ii][di], err);
+              }
+          }
+          set_isa_cap(Isa::Avx512);
+        }
+      }
+  std::printf("%-10s %9s %9s %9s  (paged cache: max normalized error against attention_reference over block\n"
+              "%-10s %9s %9s %9s   sizes {16,32,7}, head_dim {64,36}, prefill/decode x window, splits, threads)\n",
+              "path", "f32", "f16", "bf16", "", "", "", "");
+  for (size_t ii = 0; ii <= isas.size(); ++ii) {
+    std::printf("%-10s", ii < isas.size() ? isa_name(isas[ii]) : "reference");
+    for (double e : worst[ii]) std::printf(" %9.2e", e);
+    std::printf("%s\n", ii < isas.size() ? "" : "  (against an independent double computation)");
+  }
+}
+
+// Problems of different lengths, positions, windows and key splits (one empty) over one shared
+// cache pool, in one attention_batch call, give what each gives alone; so does a batch of decodes
+// whose few work items make the batch split its long context (4 threads).
+TEST(Attention, BatchOfPagedProblemsMatchesEachAlone) {
+  std::mt19937 rng(22);
+  const std::vector<Isa> isas = available_isas();
+  ThreadPool pool1(1), pool2(2), pool4(4);
+  const int64_t n_kv = 2, group = 4, hd = 64;
+  struct Shape {
+    int64_t n_tokens, first_position, window, kv_splits;
+  };
+  const Shape shapes[] = {{1, 1300, 0, 0}, {1, 5, 0, 0}, {17, 40, 0, 3}, {1, 700, 300, 2}, {33, 0, 0, 0}, {0, 9, 0, 0}};
+  double worst_alone = 0, worst_ref = 0;
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    PagedCache cache(dtype, 16, 2200 / 16 + 16, n_kv, hd, rng);
+    std::vector<PagedSequence> seqs;
+    for (const Shape& sh : shapes) {
+      seqs.push_back(make_sequence(cache, sh.n_tokens, sh.first_position, sh.window, n_kv, group, hd, rng));
+      seqs.back().problem.kv_splits = sh.kv_splits;
+    }
+    std::vector<std::vector<float>> refs;
+    for (PagedSequence& s : seqs) {
+      attention_reference(s.problem);
+      refs.push_back(s.out);
+    }
+    for (const std::vector<size_t>& members : {std::vector<size_t>{0, 1, 2, 3, 4, 5}, std::vector<size_t>{0, 1, 3}})
+      for (size_t ii = 0; ii < isas.size(); ++ii) {
+        set_isa_cap(isas[ii]);
+        for (ThreadPool* pool : {&pool1, &pool2, &pool4}) {
+          std::vector<std::vector<float>> alone;
+          for (size_t i : members) {
+            std::fill(seqs[i].out.begin(), seqs[i].out.end(), -999.0f);
+            attention(*pool, seqs[i].problem);
+            alone.push_back(seqs[i].out);
+            std::fill(seqs[i].out.begin(), seqs[i].out.end(), -999.0f);
+          }
+          std::vector<AttentionProblem> batch;
+          for (size_t i : members) batch.push_back(seqs[i].problem);
+          attention_batch(*pool, batch);
+          for (size_t m = 0; m < members.size(); ++m) {
+            const PagedSequence& s = seqs[members[m]];
+            const size_t n = static_cast<size_t>(s.problem.n_tokens * s.problem.out_stride);
+            const std::vector<float> out(s.out.begin(), s.out.begin() + n), ref(refs[members[m]].begin(), refs[members[m]].begin() + n);
+            const double err_alone = normalized_error(out, std::vector<float>(alone[m].begin(), alone[m].begin() + n));
+            const double err_ref = normalized_error(out, ref);
+            const std::string where = std::string(isa_name(isas[ii])) + " " + kv_name(dtype) + " threads=" +
+                                      std::to_string(pool->thread_count()) + " batch of " + std::to_string(members.size()) +
+                                      ", problem " + std::to_string(members[m]);
+            EXPECT_LT(err_alone, 1e-5) << where;
+            EXPECT_LT(err_ref, 1e-5) << where;
+            worst_alone = std::max(worst_alone, err_alone);
+            worst_ref = std::max(worst_ref, err_ref);
+            if (n == 0) {
+              EXPECT_EQ(s.out[0], -999.0f) << "an empty problem wrote output: " << where;
+            }
+          }
+        }
+      }
+    set_isa_cap(Isa::Avx512);
+  }
+  std::printf("attention_batch (6 and 3 problems, f32/f16/bf16, every path, 1/2/4 threads): max normalized error\n"
+              "  %.2e against each problem alone, %.2e against attention_reference\n", worst_alone, worst_ref);
 }
 
 }  // namespace

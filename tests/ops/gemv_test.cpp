@@ -230,5 +230,27 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
   }
 }
 
+// Batched decode (more tokens than one kernel call takes, over more rows than one cache block):
+// the row-blocked passes give each token exactly what it gets alone.
+TEST(Gemv, ManyTokensOverManyRowBlocksEqualOneTokenAtATime) {
+  std::mt19937 rng(5);
+  for (DType dtype : {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    const int64_t k = 2048, rows = 700, n_tokens = 21;
+    const Weights w = make_weights(dtype, rows, k, rng);
+    const std::vector<float> x = make_activations(n_tokens, k, rng);
+    GemvActivations act;
+    gemv_prepare(dtype, x.data(), n_tokens, k, act);
+    std::vector<float> y(n_tokens * rows);
+    gemv_rows(w.tensor, act, 5, rows, y.data(), rows);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      GemvActivations one;
+      gemv_prepare(dtype, x.data() + t * k, 1, k, one);
+      std::vector<float> y1(rows);
+      gemv_rows(w.tensor, one, 5, rows, y1.data(), rows);
+      for (int64_t r = 5; r < rows; ++r) ASSERT_EQ(y[t * rows + r], y1[r]) << dtype_name(dtype) << " t=" << t << " r=" << r;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace anvil

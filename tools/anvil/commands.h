@@ -10,6 +10,10 @@ void add_convert_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
+void add_serve_command(CLI::App& app, int& exit_code);
+void add_bench_batched_command(CLI::App& bench, int& exit_code);  // under `bench`
+void add_bench_engine_commands(CLI::App& bench, int& exit_code);  // bench latency|throughput|compare
+void add_plan_command(CLI::App& app, int& exit_code);
 
 // Shared helpers.
 int fail(const std::string& message);  // prints "anvil: error: message" to stderr, returns 1

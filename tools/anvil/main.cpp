@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "anvil/version.h"
 #include "commands.h"
 
 namespace anvil::cli {
@@ -23,13 +24,15 @@ std::string format_count(int64_t n) {
 int main(int argc, char** argv) {
   CLI::App app{"anvil: serve, benchmark, tune, quantize and train LLMs on one engine"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "anvil 0.1.0");
+  app.set_version_flag("--version", std::string("anvil ") + anvil::kAnvilVersion);
   int exit_code = 0;
   anvil::cli::add_run_command(app, exit_code);
   anvil::cli::add_convert_command(app, exit_code);
   anvil::cli::add_info_command(app, exit_code);
   anvil::cli::add_bench_command(app, exit_code);
   anvil::cli::add_tokenize_command(app, exit_code);
+  anvil::cli::add_serve_command(app, exit_code);
+  anvil::cli::add_plan_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

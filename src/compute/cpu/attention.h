@@ -1,9 +1,12 @@
-// Causal (optionally sliding-window) GQA attention over a contiguous KV cache: flash-style
-// kernels for prefill and split-KV decode, plus the plain scalar reference.
+// Causal (optionally sliding-window) GQA attention over a KV cache (contiguous or paged through a
+// block table; f32, f16 or bf16 rows): flash-style kernels for prefill and split-KV decode, plus
+// the plain scalar reference.
 #pragma once
 
 #include <cstdint>
+#include <span>
 
+#include "core/dtype.h"
 #include "core/thread_pool.h"
 
 namespace anvil {
@@ -14,9 +17,15 @@ namespace anvil {
 struct AttentionProblem {
   const float* q;      // token t, head h at q + t * q_stride + h * head_dim
   int64_t q_stride;
-  const float* keys;   // cache row j, KV head k at keys + j * kv_stride + k * head_dim
-  const float* values;
+  // Cache row j, KV head k at keys + (row(j) * kv_stride + k * head_dim) elements of kv_dtype.
+  const void* keys;
+  const void* values;
   int64_t kv_stride;
+  DType kv_dtype = DType::F32;  // F32, F16 or BF16
+  // Paged cache: sequence position j lives in cache row block_table[j / block_size] * block_size
+  // + j % block_size. nullptr: a contiguous cache, row(j) = j.
+  const int32_t* block_table = nullptr;
+  int64_t block_size = 0;
   float* out;          // same layout as q, with out_stride
   int64_t out_stride;
   int64_t n_tokens, n_heads, n_kv_heads, head_dim;
@@ -32,6 +41,10 @@ struct AttentionProblem {
 // online softmax, every query head of a GQA group sharing each K/V tile, threads over
 // (KV head x query block x key split) and a log-sum-exp merge of the splits.
 void attention(ThreadPool& pool, const AttentionProblem& p);
+
+// Several independent problems (the sequences of one batched step) in one dispatch over the
+// pool: their work items are interleaved, so many short decodes keep every thread busy.
+void attention_batch(ThreadPool& pool, std::span<const AttentionProblem> problems);
 
 // The plain algorithm (scores, softmax, weighted sum per query and head), single-threaded.
 void attention_reference(const AttentionProblem& p);

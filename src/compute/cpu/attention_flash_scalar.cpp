@@ -2,9 +2,17 @@
 #include <cstdint>
 
 #include "compute/cpu/attention_kernels.h"
+#include "core/dtype.h"
 
 namespace anvil::attention_detail {
 namespace {
+
+inline void tile_row_from_f16(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_float(src[i]);
+}
+inline void tile_row_from_bf16(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+}
 
 #include "compute/cpu/vector_ops_simd.inc"
 #include "compute/cpu/attention_flash.inc"

@@ -11,15 +11,25 @@ constexpr int64_t kMaxLanes = 16;
 
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Element type of the cache rows (the KV subset of DType, kept local so that this header stays
+// free of other project headers).
+enum class KvElem : int32_t { F32, F16, BF16 };
+
 // One kernel call: the query heads of one KV head (a GQA group) for n_tokens consecutive tokens,
 // against cache rows [key_begin, key_end) further limited per query by causality and the window.
 // Rows are numbered r = token * group + head_in_group.
 struct FlashArgs {
   const float* q;        // token 0, first head of the group; token t at q + t * q_stride
   int64_t q_stride;
-  const float* keys;     // cache row 0 of this KV head; row j at keys + j * kv_stride
-  const float* values;
+  // Cache row 0 of this KV head; cache row r at keys + r * kv_stride elements of kv_elem.
+  const void* keys;
+  const void* values;
   int64_t kv_stride;
+  KvElem kv_elem;
+  // Key (sequence position) j lives in cache row block_table[j / block_size] * block_size +
+  // j % block_size; block_table null: row j.
+  const int32_t* block_table;
+  int64_t block_size;
   int64_t head_dim, group, n_tokens;
   int64_t first_position;  // position (= cache row) of token 0
   int64_t window;          // 0: full causal; W > 0: a query at p sees keys (p - W, p]
@@ -38,7 +48,8 @@ struct FlashArgs {
 
 constexpr int64_t flash_scratch_floats(int64_t head_dim, int64_t rows) {
   const int64_t rp = round_up(rows, kMaxLanes), hp = round_up(head_dim, kMaxLanes);
-  return head_dim * rp + rows * hp + 5 * rp + kKeyTile * rp + kKeyTile * hp;
+  // qt, o, m/l/alpha/lo/hi, S tile, V tile (padded or converted), K tile (converted).
+  return head_dim * rp + rows * hp + 5 * rp + kKeyTile * rp + kKeyTile * hp + kKeyTile * head_dim;
 }
 
 using FlashKernel = void (*)(const FlashArgs& args);

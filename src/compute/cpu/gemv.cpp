@@ -84,6 +84,9 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
   }
 }
 
+// Weight bytes per row block when several token passes share it: well inside L2.
+constexpr int64_t kGemvRowBlockBytes = 192 * 1024;
+
 void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin, int64_t row_end, float* y,
                int64_t y_stride) {
   assert(weight.dtype == x.weight_dtype && weight.cols() == x.k);
@@ -91,32 +94,38 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
   const GemvKernel kernel = select_kernel(weight.dtype);
   const int64_t k = x.k;
   const bool float_weights = is_float_dtype(weight.dtype);
-  // Tokens beyond kMaxTokens run as further passes over the same rows.
-  for (int64_t t0 = 0; t0 < x.n_tokens; t0 += kMaxTokens) {
-    GemvArgs args{};
-    args.w = weight.data;
-    args.row_bytes = weight.row_bytes();
-    args.k = k;
-    args.n_tokens = static_cast<int>(std::min<int64_t>(kMaxTokens, x.n_tokens - t0));
-    if (float_weights) {
-      args.xf = x.f32.data() + t0 * k;
-    } else {
-      args.xq = x.q.data() + t0 * k;
-      args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;
-      args.xbias = x.bias.data() + t0 * k / kBlock * kLanesPerBlock;
-      args.xmin = x.min_term.empty() ? nullptr : x.min_term.data() + t0 * k / 256 * 16;
-      if (!x.q_grouped.empty()) {
-        const int64_t groups = k / kBlock / 4;
-        args.xq_grouped = x.q_grouped.data() + t0 * k;
-        args.xscale_grouped = x.scale_grouped.data() + t0 * groups * 16;
-        args.xbias_grouped = x.bias_grouped.data() + t0 * groups * 16;
+  // Tokens beyond kMaxTokens run as further passes over the same rows, a cache-sized block of
+  // rows at a time (batched decode), so that the weights come from memory once, not per pass.
+  const int64_t block_rows =
+      x.n_tokens <= kMaxTokens ? row_end - row_begin
+                               : std::max<int64_t>(16, (kGemvRowBlockBytes / std::max<int64_t>(1, weight.row_bytes())) / 16 * 16);
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += block_rows) {
+    for (int64_t t0 = 0; t0 < x.n_tokens; t0 += kMaxTokens) {
+      GemvArgs args{};
+      args.w = weight.data;
+      args.row_bytes = weight.row_bytes();
+      args.k = k;
+      args.n_tokens = static_cast<int>(std::min<int64_t>(kMaxTokens, x.n_tokens - t0));
+      if (float_weights) {
+        args.xf = x.f32.data() + t0 * k;
+      } else {
+        args.xq = x.q.data() + t0 * k;
+        args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;
+        args.xbias = x.bias.data() + t0 * k / kBlock * kLanesPerBlock;
+        args.xmin = x.min_term.empty() ? nullptr : x.min_term.data() + t0 * k / 256 * 16;
+        if (!x.q_grouped.empty()) {
+          const int64_t groups = k / kBlock / 4;
+          args.xq_grouped = x.q_grouped.data() + t0 * k;
+          args.xscale_grouped = x.scale_grouped.data() + t0 * groups * 16;
+          args.xbias_grouped = x.bias_grouped.data() + t0 * groups * 16;
+        }
       }
+      args.row_begin = r0;
+      args.row_end = std::min(row_end, r0 + block_rows);
+      args.y = y + t0 * y_stride;
+      args.y_stride = y_stride;
+      kernel(args);
     }
-    args.row_begin = row_begin;
-    args.row_end = row_end;
-    args.y = y + t0 * y_stride;
-    args.y_stride = y_stride;
-    kernel(args);
   }
 }
 

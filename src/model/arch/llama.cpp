@@ -8,31 +8,35 @@
 
 namespace anvil {
 
-void llama_forward(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w,
-                   std::span<const int32_t> tokens, SequenceKvCache& cache, float* logits, bool all_logits) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t first_position = cache.length();
+void llama_forward(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, const ForwardBatch& batch,
+                   const KvStoreView& kv, float* logits) {
+  const int64_t n = static_cast<int64_t>(batch.tokens.size());
   ForwardScratch s(c, n);
 
-  for (int64_t t = 0; t < n; ++t) weight_row_to_f32(*w.token_embd, tokens[t], s.hidden.data() + t * c.dim);
+  for (int64_t t = 0; t < n; ++t) weight_row_to_f32(*w.token_embd, batch.tokens[t], s.hidden.data() + t * c.dim);
 
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
     const LayerWeights& lw = w.layers[layer];
     build_norm(s.hidden.data(), lw.attn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
-    build_attention(pool, c, w, layer, first_position, cache, s);
+    build_attention(pool, c, w, layer, batch, kv, s);
     add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
 
     build_norm(s.hidden.data(), lw.ffn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
     build_ffn(pool, lw, c.hidden_dim, s);
     add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
   }
-  cache.set_length(first_position + n);
 
-  // Only the rows whose logits are wanted go through the (vocab-sized) output projection.
-  const int64_t first_row = all_logits ? 0 : n - 1;
-  const int64_t rows = n - first_row;
-  build_norm(s.hidden.data() + first_row * c.dim, w.output_norm, c.rms_norm_eps, rows, c.dim, s.normed.data());
-  matmul(pool, *w.output, s.normed.data(), rows, logits);
+  // Only the rows whose logits are wanted go through the (vocab-sized) output projection:
+  // gathered into `normed`, chunk after chunk.
+  int64_t rows = 0, t = 0;
+  for (const SequenceChunk& chunk : batch.chunks) {
+    const int64_t first = chunk.all_logits ? 0 : chunk.n_tokens - chunk.logit_rows();
+    for (int64_t i = first; i < chunk.n_tokens; ++i, ++rows)
+      rms_norm(s.hidden.data() + (t + i) * c.dim, w.output_norm.data(), s.normed.data() + rows * c.dim, c.dim,
+               c.rms_norm_eps);
+    t += chunk.n_tokens;
+  }
+  if (rows > 0) matmul(pool, *w.output, s.normed.data(), rows, logits);
 }
 
 const ArchSpec& llama_arch_spec() {
