@@ -79,7 +79,8 @@ GemmProvider* forced_provider() {
 
 void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
   GemmProvider* provider = forced_provider();
-  if (!provider && n_tokens >= kPrefillGemmMinTokens) provider = find_gemm_provider("onednn");
+  const int64_t gemm_min = dtype_info(weight.dtype).block_elems > 1 ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
+  if (!provider && n_tokens >= gemm_min) provider = find_gemm_provider("onednn");
   if (provider && provider->supports(weight.dtype, n_tokens, weight.rows(), weight.cols())) {
     // A provider that fails (e.g. oneDNN cannot create a primitive) leaves the call to GEMV.
     if (provider->run(pool, weight, x, n_tokens, y).is_ok()) return;

@@ -16,6 +16,11 @@ void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_to
 
 // Calls with at least this many tokens go to the prefill provider (until the GEMM tuner decides).
 constexpr int64_t kPrefillGemmMinTokens = 16;
+// Quantized weights stay on the int8 GEMV kernels longer: oneDNN dequantizes them to bf16 on every
+// call, and batched decode (tens of rows) is faster on VNNI int8 dots over weights read once
+// (`anvil bench kernels --kernels gemm --dtypes q4_0,q8_0 --tokens 32,64,128 --providers gemv,onednn`:
+// gemv 0.53-0.86x oneDNN's time at 32-64 tokens, even at 128, 2-core EPYC Zen 5, 2026-11-22).
+constexpr int64_t kQuantizedGemmMinTokens = 96;
 
 // The GEMV kernels (compute/cpu/gemv.h) split over threads by output rows: each weight byte is
 // read once per call. Quantized weights multiply int8-quantized activations, as in llama.cpp.
