@@ -51,9 +51,12 @@ Result<bool> Engine::step() {
   for (Submission& s : submitted) core_->add(s.id, std::move(s.params), std::move(s.on_output));
   for (RequestId id : cancelled) core_->cancel(id);
   Result<bool> ran = core_->step();
-  std::lock_guard<std::mutex> lock(mutex_);
-  core_->fill_metrics(metrics_snapshot_);
-  metrics_snapshot_.waiting += static_cast<int64_t>(submitted_.size());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    core_->fill_metrics(metrics_snapshot_);
+    metrics_snapshot_.waiting += static_cast<int64_t>(submitted_.size());
+  }
+  core_->deliver_outputs();  // after the metrics: what a client sees is already counted
   return ran;
 }
 
@@ -114,8 +117,11 @@ void Engine::stop() {
   }
   for (Submission& s : submitted) core_->add(s.id, std::move(s.params), std::move(s.on_output));
   core_->abort_all();
-  std::lock_guard<std::mutex> lock(mutex_);
-  core_->fill_metrics(metrics_snapshot_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    core_->fill_metrics(metrics_snapshot_);
+  }
+  core_->deliver_outputs();
 }
 
 }  // namespace anvil

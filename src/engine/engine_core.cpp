@@ -152,12 +152,18 @@ void EngineCore::finish(EngineRequest& r, FinishReason reason, RequestOutput& ou
 
 void EngineCore::deliver_and_retire(EngineRequest& r, RequestOutput& out) {
   out.completion_tokens = r.generated();
-  if (r.on_output) r.on_output(out);
+  if (r.on_output && *r.on_output) pending_.emplace_back(r.on_output, std::move(out));
   if (r.state == RequestState::Finished) {
     scheduler_.remove(&r);
     ++counters_.requests_finished;
     requests_.erase(r.id);  // r is gone after this
   }
+}
+
+void EngineCore::deliver_outputs() {
+  std::vector<std::pair<std::shared_ptr<OutputCallback>, RequestOutput>> outputs;
+  outputs.swap(pending_);
+  for (auto& [callback, out] : outputs) (*callback)(out);
 }
 
 void EngineCore::cancel(RequestId id) {

@@ -37,6 +37,9 @@ class EngineCore {
   // One step. False when there was nothing to run.
   Result<bool> step();
   bool has_work() const { return !requests_.empty(); }
+  // Calls the callbacks of the outputs produced since the last call. Kept apart from step() so
+  // that Engine publishes its metrics first: a client that saw a token sees its step counted.
+  void deliver_outputs();
   void fill_metrics(EngineMetrics& m) const;
 
  private:
@@ -60,6 +63,7 @@ class EngineCore {
   uint64_t arrivals_ = 0;
   std::vector<float> logits_;
   std::vector<float> logprob_scratch_;
+  std::vector<std::pair<std::shared_ptr<OutputCallback>, RequestOutput>> pending_;
   EngineMetrics counters_;  // cumulative counters and last-step figures
 };
 

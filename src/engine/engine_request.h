@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -18,7 +19,8 @@ enum class RequestState { Waiting, Running, Finished };
 
 struct EngineRequest {
   EngineRequest(RequestId id, RequestParams params, OutputCallback on_output, const Tokenizer* tokenizer)
-      : id(id), params(std::move(params)), on_output(std::move(on_output)), sampler(this->params.sampling),
+      : id(id), params(std::move(params)), on_output(std::make_shared<OutputCallback>(std::move(on_output))),
+        sampler(this->params.sampling),
         stop_matcher(this->params.stop) {
     tokens = this->params.prompt;
     prompt_len = static_cast<int64_t>(tokens.size());
@@ -27,7 +29,7 @@ struct EngineRequest {
 
   RequestId id;
   RequestParams params;
-  OutputCallback on_output;
+  std::shared_ptr<OutputCallback> on_output;  // shared with outputs awaiting delivery
   RequestState state = RequestState::Waiting;
   uint64_t arrival = 0;          // submission order (FCFS)
 
