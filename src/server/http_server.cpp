@@ -152,6 +152,12 @@ void HttpServer::Impl::configure() {
   http.set_keep_alive_timeout(options.keep_alive_timeout_seconds);
   http.set_keep_alive_max_count(1000);
   http.set_tcp_nodelay(true);  // a streamed token must not wait for Nagle's timer
+  // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port and
+  // silently take half the connections; a port in use must be an error instead.
+  http.set_socket_options([](socket_t socket) {
+    int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // A client that stops reading a stream stalls the write; after this its request is cancelled.
   http.set_write_timeout(10, 0);
   http.set_read_timeout(30, 0);

@@ -466,6 +466,16 @@ def test_access_log(server):
           any(x.get("status") == 400 and x.get("error") for x in records))
 
 
+def test_startup_errors(server, anvil):
+    code, _, err = run_anvil(anvil, "serve", "--model", MODEL, "--port", str(server.port), timeout=30)
+    check("a port in use: exit 1 with a clear error (no silent SO_REUSEPORT sharing)",
+          code == 1 and "cannot listen" in err, f"exit {code}: {err[-500:]}")
+    code, _, err = run_anvil(anvil, "serve", "--model", "dummy:no-such-preset", "--port", "0", timeout=30)
+    check("an unknown model: exit 1 with a clear error", code == 1 and "unknown preset" in err, err[-500:])
+    code, _, err = run_anvil(anvil, "serve", "--model", MODEL, "--port", "0", "--kv-dtype", "q4_0", timeout=30)
+    check("a bad engine option fails before loading", code == 1 and "--kv-dtype" in err, err[-500:])
+
+
 def test_api_key(args):
     server = Server(args.anvil, ["--model", MODEL, "--no-access-log"], os.path.join(args.tmp, "serve-key.log"),
                     api_key="sekrit")
@@ -513,6 +523,7 @@ def main():
         test_errors(server)
         test_metrics(server)
         test_access_log(server)
+        test_startup_errors(server, args.anvil)
         code = server.stop()
         check("SIGTERM: exit code 0", code == 0, f"exit {code}: {server.log_tail()}")
     except Exception as e:  # a crash of the server shows as a connection error here
