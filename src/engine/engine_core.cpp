@@ -183,15 +183,10 @@ void EngineCore::abort_all() {
   for (RequestId id : ids) cancel(id);
 }
 
-void EngineCore::sample_next(EngineRequest& r, std::span<float> logits, RequestOutput& out) {
+void EngineCore::accept_token(EngineRequest& r, int32_t id, std::optional<TokenLogprobs> logprobs,
+                              RequestOutput& out) {
   const ModelConfig& c = model_.config();
-  TokenLogprobs lp;
-  if (r.params.logprobs >= 0) logprob_scratch_.assign(logits.begin(), logits.end());  // before sampling edits them
-  const int32_t id = r.sampler.sample(logits, r.tokens, r.generated());
-  if (r.params.logprobs >= 0) {
-    std::vector<int32_t> order;
-    out.new_logprobs.push_back(token_logprobs(logprob_scratch_, id, r.params.logprobs, order));
-  }
+  if (logprobs) out.new_logprobs.push_back(std::move(*logprobs));
   r.tokens.push_back(id);
   out.new_tokens.push_back(id);
 
@@ -247,6 +242,25 @@ Result<bool> EngineCore::step() {
     return true;
   }
 
+  // Token choice is independent per request (own sampler, own seed): spread it over the pool,
+  // since a 128K-vocabulary scan per sequence adds up at 64 sequences. End checks stay serial.
+  std::vector<EngineRequest*> sampled;
+  for (size_t i = 0; i < chunks.size(); ++i)
+    if (batch.chunks[i].want_logits) sampled.push_back(chunks[i].request);
+  std::vector<int32_t> chosen(sampled.size());
+  std::vector<std::optional<TokenLogprobs>> chosen_logprobs(sampled.size());
+  pool_.parallel_for(static_cast<int64_t>(sampled.size()), [&](int64_t begin, int64_t end) {
+    std::vector<float> raw;
+    std::vector<int32_t> order;
+    for (int64_t s = begin; s < end; ++s) {
+      EngineRequest& r = *sampled[s];
+      const std::span<float> logits(logits_.data() + s * vocab, vocab);
+      if (r.params.logprobs >= 0) raw.assign(logits.begin(), logits.end());  // before sampling edits them
+      chosen[s] = r.sampler.sample(logits, r.tokens, r.generated());
+      if (r.params.logprobs >= 0) chosen_logprobs[s] = token_logprobs(raw, chosen[s], r.params.logprobs, order);
+    }
+  });
+
   int64_t row = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     EngineRequest& r = *chunks[i].request;
@@ -257,7 +271,7 @@ Result<bool> EngineCore::step() {
     blocks_.register_full_blocks(r.tokens, r.n_computed, r.table);
     if (!batch.chunks[i].want_logits) continue;
     RequestOutput out = new_output(r);
-    sample_next(r, std::span<float>(logits_.data() + row * vocab, vocab), out);
+    accept_token(r, chosen[row], std::move(chosen_logprobs[row]), out);
     ++row;
     ++counters_.generated_tokens_total;
     deliver_and_retire(r, out);

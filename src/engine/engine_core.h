@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -45,8 +46,8 @@ class EngineCore {
  private:
   EngineCore(const DecoderModel& model, const Tokenizer* tokenizer, ThreadPool& pool, const EngineOptions& options,
              KvBlockPool kv, std::unique_ptr<SchedulingPolicy> policy);
-  // Samples the next token from `logits` and checks every end condition; fills `out`.
-  void sample_next(EngineRequest& r, std::span<float> logits, RequestOutput& out);
+  // Appends a sampled token and checks every end condition; fills `out`.
+  void accept_token(EngineRequest& r, int32_t id, std::optional<TokenLogprobs> logprobs, RequestOutput& out);
   void finish(EngineRequest& r, FinishReason reason, RequestOutput& out);
   void deliver_and_retire(EngineRequest& r, RequestOutput& out);
   RequestOutput new_output(const EngineRequest& r) const;
@@ -62,7 +63,6 @@ class EngineCore {
   std::unordered_map<RequestId, std::unique_ptr<EngineRequest>> requests_;
   uint64_t arrivals_ = 0;
   std::vector<float> logits_;
-  std::vector<float> logprob_scratch_;
   std::vector<std::pair<std::shared_ptr<OutputCallback>, RequestOutput>> pending_;
   EngineMetrics counters_;  // cumulative counters and last-step figures
 };

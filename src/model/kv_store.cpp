@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "compute/cpu/vector_ops.h"
+
 namespace anvil {
 
 void store_kv_row(const KvStoreView& kv, void* layer_base, int64_t row, const float* src) {
@@ -12,8 +14,7 @@ void store_kv_row(const KvStoreView& kv, void* layer_base, int64_t row, const fl
       std::memcpy(static_cast<float*>(layer_base) + row * n, src, n * sizeof(float));
       break;
     case DType::F16: {
-      uint16_t* dst = static_cast<uint16_t*>(layer_base) + row * n;
-      for (int64_t i = 0; i < n; ++i) dst[i] = float_to_fp16(src[i]);
+      f32_row_to_f16(src, static_cast<uint16_t*>(layer_base) + row * n, n);
       break;
     }
     case DType::BF16: {

@@ -92,6 +92,47 @@ TEST(VectorOps, HalfRowConversionsMatchScalar) {
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(out[i], bf16_to_float(b[i]));
 }
 
+// f32 -> f16 rows (F16C) give the scalar converter's bits: random bit patterns cover normals,
+// subnormals, overflow to inf and rounding ties; NaN stays NaN.
+TEST(VectorOps, F32ToF16RowMatchesScalarBits) {
+  std::mt19937 rng(11);
+  std::vector<float> x;
+  for (int i = 0; i < 20000; ++i) {
+    const uint32_t bits = rng();
+    x.push_back(__builtin_bit_cast(float, bits));
+    x.push_back(std::ldexp(static_cast<float>(rng() % 4096) / 2048.0f, static_cast<int>(rng() % 40) - 28));
+  }
+  for (float v : {0.0f, -0.0f, 65504.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, INFINITY, -INFINITY, NAN}) x.push_back(v);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint16_t> h(n);
+  f32_row_to_f16(x.data(), h.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(fp16_to_float(h[i]))) << i;
+      continue;
+    }
+    ASSERT_EQ(h[i], float_to_fp16(x[i])) << "value " << x[i] << " at " << i;
+  }
+}
+
+TEST(VectorOps, MaxIgnoresNaNAndMatchesScan) {
+  for (int64_t n : {0, 1, 5, 31, 32, 33, 1000, 128256}) {
+    auto x = random_vector(n, static_cast<uint32_t>(n) + 3, 10.0f);
+    float expected = -INFINITY;
+    for (float v : x) expected = v > expected ? v : expected;
+    EXPECT_EQ(max_f32(x.data(), n), expected) << n;
+    if (n > 2) {
+      x[n / 2] = NAN;
+      x[n - 1] = NAN;
+      expected = -INFINITY;
+      for (float v : x) expected = v > expected ? v : expected;
+      EXPECT_EQ(max_f32(x.data(), n), expected) << n;
+    }
+  }
+  const std::vector<float> all_nan(40, NAN);
+  EXPECT_EQ(max_f32(all_nan.data(), 40), -INFINITY);
+}
+
 // RoPE: both pairings against a direct complex-rotation reference, and their equivalence
 // under the q/k row permutation that GGUF conversion applies.
 TEST(Rope, BothStylesMatchReferenceAndEachOther) {

@@ -122,4 +122,39 @@ void f16_row_to_f32(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_float(src[i]);
 }
 
+__attribute__((target("avx,f16c"))) static void f32_row_to_f16_f16c(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) dst[i] = float_to_fp16(src[i]);
+}
+
+void f32_row_to_f16(const float* src, uint16_t* dst, int64_t n) {
+  static const bool has_f16c = cpu_features().f16c;
+  if (has_f16c) {
+    f32_row_to_f16_f16c(src, dst, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_fp16(src[i]);
+}
+
+ANVIL_TARGET_CLONES float max_f32(const float* x, int64_t n) {
+  // Lane-wise maxima; `v > m ? v : m` keeps m when v is NaN, so NaNs never win.
+  v16f m0 = {}, m1 = {};
+  m0 -= INFINITY;
+  m1 -= INFINITY;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const v16f a = load16(x + i), b = load16(x + i + 16);
+    m0 = a > m0 ? a : m0;
+    m1 = b > m1 ? b : m1;
+  }
+  m0 = m1 > m0 ? m1 : m0;
+  float m = -INFINITY;
+  for (int j = 0; j < 16; ++j) m = m0[j] > m ? m0[j] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
 }  // namespace anvil

@@ -22,5 +22,9 @@ void axpy(float a, const float* x, float* y, int64_t n);        // y += a * x
 // Row conversions to float for the plain weight types (fast versions of DTypeInfo::to_float).
 void bf16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
 void f16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
+// f32 -> IEEE half, round to nearest even (F16C where present; same bits as float_to_fp16).
+void f32_row_to_f16(const float* src, uint16_t* dst, int64_t n);
+// Largest value, NaNs ignored; -inf when n == 0 or every value is NaN.
+float max_f32(const float* x, int64_t n);
 
 }  // namespace anvil

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "compute/cpu/vector_ops.h"
+
 namespace anvil {
 
 Status SamplingParams::validate() const {
@@ -22,6 +24,14 @@ Status SamplingParams::validate() const {
 }
 
 int32_t argmax(std::span<const float> logits) {
+  // Vectorized maximum, then its first index: same answer as the scan below when logits[0] is
+  // not NaN (NaNs never win either way).
+  const int64_t n = static_cast<int64_t>(logits.size());
+  if (n > 0 && !std::isnan(logits[0])) {
+    const float best_value = max_f32(logits.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      if (logits[i] == best_value) return static_cast<int32_t>(i);
+  }
   int32_t best = 0;
   for (size_t i = 1; i < logits.size(); ++i)
     if (logits[i] > logits[best]) best = static_cast<int32_t>(i);

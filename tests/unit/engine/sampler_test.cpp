@@ -1,6 +1,8 @@
 // Sampler: greedy, seeds, top-k/top-p/min-p truncation and penalties.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
 #include <set>
 
 #include "engine/sampler/sampler.h"
@@ -19,6 +21,23 @@ TEST(Sampler, GreedyPicksArgmaxLowestIdOnTies) {
   EXPECT_EQ(sampler.sample(logits, {}, 0), 1);
   std::vector<float> ties = {1.0f, 3.0f, 3.0f};
   EXPECT_EQ(sampler.sample(ties, {}, 0), 1);
+}
+
+// The vectorized argmax gives the first maximum, as a plain scan does, over a real vocabulary size
+// and with NaNs present (which never win).
+TEST(Sampler, ArgmaxMatchesScanOnLargeRows) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> logits(128256);
+  for (int trial = 0; trial < 20; ++trial) {
+    for (float& v : logits) v = dist(rng);
+    if (trial % 2) logits[rng() % logits.size()] = NAN;
+    if (trial % 3 == 0) logits[100000] = logits[77] = 50.0f;  // a tie: the lower id wins
+    int32_t expected = 0;
+    for (size_t i = 1; i < logits.size(); ++i)
+      if (logits[i] > logits[expected]) expected = static_cast<int32_t>(i);
+    EXPECT_EQ(argmax(logits), expected) << trial;
+  }
 }
 
 TEST(Sampler, SameSeedSameSequence) {
