@@ -4,13 +4,15 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
 #include "core/process_stats.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
-#include "engine/generate.h"
+#include "engine/engine.h"
+#include "engine/kv_block_pool.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
 
@@ -29,6 +31,7 @@ struct RunOptions {
   bool print_token_ids = false;
   bool no_bos = false;
   std::string logits_out;
+  std::string kv_dtype = "auto";
 };
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {
@@ -52,16 +55,23 @@ Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {
   return ids;
 }
 
+// "auto" KV dtype: full precision for f32 checkpoints (as vLLM's auto follows the model dtype),
+// f16 otherwise (llama.cpp's default).
+bool f32_weights(const Checkpoint& checkpoint) {
+  const Tensor* q = checkpoint.find("blk.0.attn_q.weight");
+  return q && q->dtype == DType::F32;
+}
+
 int run(const RunOptions& options) {
   using Clock = std::chrono::steady_clock;
   // Check what needs no model first, so a typo fails before a long load.
   Status sampling_ok = options.sampling.validate();
   if (!sampling_ok) return fail(sampling_ok.message());
-  GenerationRequest request;
+  std::vector<int32_t> prompt;
   if (!options.prompt_tokens.empty()) {
     Result<std::vector<int32_t>> ids = parse_token_ids(options.prompt_tokens);
     if (!ids) return fail(ids.status().message());
-    request.prompt = std::move(ids).value();
+    prompt = std::move(ids).value();
   }
 
   const auto load_start = Clock::now();
@@ -91,49 +101,105 @@ int run(const RunOptions& options) {
     // in llama.cpp's CLI.
     Result<std::vector<int32_t>> ids = tokenizer->encode(options.prompt, !options.no_bos, /*parse_special=*/true);
     if (!ids) return fail(ids.status().message());
-    request.prompt = std::move(ids).value();
+    prompt = std::move(ids).value();
   }
-  request.max_new_tokens = options.n_predict;
-  request.sampling = options.sampling;
-  request.stop_strings = options.stop;
-  request.ignore_eos = options.ignore_eos;
-  std::vector<float> prompt_logits;
-  if (!options.logits_out.empty()) request.prompt_logits = &prompt_logits;
-
+  const ModelConfig& c = config;
+  const int64_t prompt_len = static_cast<int64_t>(prompt.size());
   ThreadPool pool(options.threads > 0 ? options.threads : default_thread_count());
-  const bool stream_text = tokenizer && !options.print_token_ids;
-  GenerationCallbacks callbacks;
-  if (stream_text) {
-    if (options.prompt_tokens.empty()) fmt::print("{}", options.prompt);
-    callbacks.on_text = [](const std::string& text) {
-      fmt::print("{}", text);
-      std::fflush(stdout);
-    };
-  }
-  Result<GenerationResult> result = generate(**model, pool, stream_text ? tokenizer.get() : nullptr, request, callbacks);
-  if (!result) return fail(result.status().message());
-  if (stream_text) fmt::print("\n");
-  if (options.print_token_ids) {
-    std::string line;
-    for (size_t i = 0; i < result->tokens.size(); ++i) line += (i ? "," : "") + std::to_string(result->tokens[i]);
-    fmt::print("{}\n", line);
-  }
+
+  // --logits-out is a scoring pass of its own (every prompt position's logits), before generation.
   if (!options.logits_out.empty()) {
+    if (prompt_len > c.context_length)
+      return fail(fmt::format("the prompt has {} tokens, more than the model's context length of {}", prompt_len,
+                              c.context_length));
+    SequenceKvCache cache = (*model)->make_cache(prompt_len);
+    std::vector<float> logits(static_cast<size_t>(prompt_len * c.vocab_size));
+    Status scored = (*model)->forward(prompt, cache, pool, logits.data(), /*all_logits=*/true);
+    if (!scored) return fail(scored.message());
     std::ofstream out(options.logits_out, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(prompt_logits.data()),
-              static_cast<std::streamsize>(prompt_logits.size() * sizeof(float)));
+    out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
     if (!out) return fail(fmt::format("{}: cannot write logits", options.logits_out));
   }
 
+  // Generation runs on the same continuous-batching engine as `anvil serve`, sized for this one
+  // request: one sequence, a KV cache of exactly prompt + n_predict tokens (whole blocks).
+  std::optional<DType> kv_dtype = options.kv_dtype == "auto"
+                                      ? std::optional<DType>(f32_weights(*shared_checkpoint) ? DType::F32 : DType::F16)
+                                      : dtype_from_name(options.kv_dtype);
+  if (!kv_dtype || (*kv_dtype != DType::F32 && *kv_dtype != DType::F16 && *kv_dtype != DType::BF16))
+    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16)",
+                            options.kv_dtype));
+  EngineOptions engine_options;
+  engine_options.max_num_seqs = 1;
+  engine_options.max_num_batched_tokens = std::clamp<int64_t>(prompt_len, 16, 2048);
+  engine_options.kv_dtype = *kv_dtype;
+  engine_options.enable_prefix_caching = false;
+  const int64_t sequence_tokens = std::min<int64_t>(prompt_len + std::max<int64_t>(options.n_predict, 1), c.context_length);
+  const int64_t blocks = (sequence_tokens + engine_options.block_size - 1) / engine_options.block_size;
+  engine_options.kv_cache_bytes = blocks * static_cast<int64_t>(KvBlockPool::block_bytes(c, *kv_dtype, engine_options.block_size));
+
+  const bool stream_text = tokenizer && !options.print_token_ids;
+  if (stream_text && options.prompt_tokens.empty()) fmt::print("{}", options.prompt);
+  std::vector<int32_t> generated;
+  std::string finish = "length";
+  double prompt_seconds = 0.0, generate_seconds = 0.0;
+  if (options.n_predict > 0) {
+    Result<std::unique_ptr<Engine>> engine =
+        Engine::create(**model, stream_text ? tokenizer.get() : nullptr, pool, engine_options);
+    if (!engine) return fail(engine.status().message());
+    RequestParams params;
+    params.prompt = prompt;
+    params.sampling = options.sampling;
+    params.max_tokens = options.n_predict;
+    params.stop = options.stop;
+    params.ignore_eos = options.ignore_eos;
+    params.detokenize = stream_text;
+    const auto submitted = Clock::now();
+    Clock::time_point first_token, last_token;
+    std::string error;
+    auto on_output = [&](const RequestOutput& out) {
+      const auto now = Clock::now();
+      if (!out.new_tokens.empty()) {
+        if (generated.empty()) first_token = now;
+        last_token = now;
+      }
+      generated.insert(generated.end(), out.new_tokens.begin(), out.new_tokens.end());
+      if (stream_text && !out.new_text.empty()) {
+        fmt::print("{}", out.new_text);
+        std::fflush(stdout);
+      }
+      if (out.finished()) {
+        finish = finish_reason_name(out.finish);
+        error = out.error;
+      }
+    };
+    Result<RequestId> id = (*engine)->submit(std::move(params), on_output);
+    if (!id) return fail(id.status().message());
+    Status ran = (*engine)->run_until_idle();
+    if (!ran) return fail(ran.message());
+    if (!error.empty()) return fail(error);
+    if (!generated.empty()) {
+      prompt_seconds = std::chrono::duration<double>(first_token - submitted).count();
+      generate_seconds = std::chrono::duration<double>(last_token - first_token).count();
+    }
+  }
+  if (stream_text) fmt::print("\n");
+  if (options.print_token_ids) {
+    std::string line;
+    for (size_t i = 0; i < generated.size(); ++i) line += (i ? "," : "") + std::to_string(generated[i]);
+    fmt::print("{}\n", line);
+  }
+
   std::fflush(stdout);  // the text ends before the statistics on stderr begin
-  const GenerationResult& r = *result;
-  const int64_t decode_steps = static_cast<int64_t>(r.tokens.size()) - 1;
-  fmt::print(stderr, "anvil: prompt {} tokens in {:.3f} s ({:.1f} tok/s); generated {} tokens", r.prompt_tokens,
-             r.prompt_seconds, r.prompt_tokens / std::max(r.prompt_seconds, 1e-9), r.tokens.size());
-  if (decode_steps > 0)
-    fmt::print(stderr, ", decode {:.1f} tok/s", decode_steps / std::max(r.generate_seconds, 1e-9));
-  fmt::print(stderr, " (finish: {}); {} threads; peak RSS {:.0f} MiB\n", r.finish_reason, pool.thread_count(),
-             peak_rss_bytes() / 1048576.0);
+  const int64_t decode_steps = static_cast<int64_t>(generated.size()) - 1;
+  if (generated.empty())
+    fmt::print(stderr, "anvil: prompt {} tokens; generated 0 tokens", prompt_len);
+  else
+    fmt::print(stderr, "anvil: prompt {} tokens in {:.3f} s ({:.1f} tok/s); generated {} tokens", prompt_len,
+               prompt_seconds, prompt_len / std::max(prompt_seconds, 1e-9), generated.size());
+  if (decode_steps > 0) fmt::print(stderr, ", decode {:.1f} tok/s", decode_steps / std::max(generate_seconds, 1e-9));
+  fmt::print(stderr, " (finish: {}); {} threads; KV {}; peak RSS {:.0f} MiB\n", finish, pool.thread_count(),
+             dtype_name(*kv_dtype), peak_rss_bytes() / 1048576.0);
   return 0;
 }
 
@@ -171,7 +237,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--print-token-ids", options->print_token_ids,
                 "Print the generated ids, comma-separated, on one line (instead of text)");
   cmd->add_option("--logits-out", options->logits_out,
-                  "Write the prompt's logits (n_prompt x vocab, float32 little-endian) to this file");
+                  "Write the prompt's logits (n_prompt x vocab, float32 little-endian) to this file (a scoring pass before generation)");
+  cmd->add_option("--kv-dtype", options->kv_dtype,
+                  "KV cache dtype: auto (f32 for f32 weights, else f16), f32, f16 or bf16")->capture_default_str();
   cmd->callback([options, &exit_code] {
     if (options->prompt.empty() && options->prompt_tokens.empty()) {
       exit_code = fail("run: give a prompt with --prompt or --prompt-tokens");
