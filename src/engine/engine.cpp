@@ -107,6 +107,7 @@ void Engine::stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (!core_) return;  // create() failed before the core existed
   // The loop is gone: this thread may touch the core. Everything unfinished ends with Abort.
   std::deque<Submission> submitted;
   std::vector<RequestId> cancelled;

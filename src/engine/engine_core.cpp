@@ -61,6 +61,8 @@ Status EngineOptions::validate() const {
   if (kv_cache_bytes < 0) return Status::error("the KV cache size must not be negative");
   if (kv_cache_bytes == 0 && !(kv_cache_memory_fraction > 0.0 && kv_cache_memory_fraction <= 1.0))
     return Status::error("the KV cache memory fraction must be in (0, 1]");
+  Result<std::unique_ptr<SchedulingPolicy>> policy = make_scheduling_policy(scheduling_policy);
+  if (!policy) return policy.status();
   return Status::ok();
 }
 

@@ -39,6 +39,8 @@ struct ServeOptions {
   int64_t max_waiting = 256;
   std::string chat_template;
   bool no_prefix_caching = false;
+  bool no_chunked_prefill = false;
+  std::string scheduling_policy = "fcfs";
   double shutdown_grace = 10.0;
   bool no_access_log = false;
 };
@@ -83,6 +85,8 @@ Result<EngineOptions> engine_options(const ServeOptions& o) {
     e.kv_cache_bytes = *bytes;
   }
   e.enable_prefix_caching = !o.no_prefix_caching;
+  e.enable_chunked_prefill = !o.no_chunked_prefill;
+  e.scheduling_policy = o.scheduling_policy;
   ANVIL_RETURN_IF_ERROR(e.validate());
   return e;
 }
@@ -245,6 +249,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat format for /v1/chat/completions when the model's own is missing or unrecognized");
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Turn the engine's prefix cache off");
+  cmd->add_flag("--no-chunked-prefill", o->no_chunked_prefill,
+                "Run each prompt whole in one step (it must fit --max-num-batched-tokens)");
+  cmd->add_option("--scheduling-policy", o->scheduling_policy,
+                  "Admission order: fcfs (arrival) or sjf (shortest prompt first)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace,
                   "Seconds SIGTERM/SIGINT waits for requests in flight before cancelling them")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));

@@ -173,6 +173,26 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// Options that cannot work fail create() with a message (the half-built engine must not crash).
+TEST(Engine, RejectsBadOptionsAtCreate) {
+  ThreadPool pool(1);
+  auto expect_error = [&](EngineOptions o, const std::string& needle) {
+    auto engine = Engine::create(*tiny_model().model, tiny_model().tokenizer.get(), pool, o);
+    ASSERT_FALSE(engine);
+    EXPECT_NE(engine.status().message().find(needle), std::string::npos) << engine.status().message();
+  };
+  EngineOptions o;
+  o.kv_cache_bytes = 8 << 20;
+  o.scheduling_policy = "lifo";
+  expect_error(o, "unknown scheduling policy");
+  o = {};
+  o.max_num_seqs = 0;
+  expect_error(o, "max-num-seqs");
+  o = {};
+  o.kv_dtype = DType::Q4_0;
+  expect_error(o, "KV cache dtype");
+}
+
 TEST(Engine, RejectsBadRequestsAtSubmit) {
   ThreadPool pool(1);
   EngineOptions o;
