@@ -43,4 +43,20 @@ double usd_per_million_tokens(double usd_per_hour, double tokens_per_second) {
   return usd_per_hour / (tokens_per_second * 3600.0) * 1e6;
 }
 
+TtftTpotSummary summarize_ttft_tpot(std::span<const RequestTiming> requests) {
+  std::vector<double> ttft_ms, tpot_ms;
+  for (const RequestTiming& t : requests) {
+    ttft_ms.push_back(t.ttft_s * 1e3);
+    if (std::optional<double> tpot = time_per_output_token_s(t)) tpot_ms.push_back(*tpot * 1e3);
+  }
+  TtftTpotSummary s;
+  s.ttft_ms_mean = mean(ttft_ms);
+  s.ttft_ms_p50 = percentile(ttft_ms, 50);
+  s.ttft_ms_p99 = percentile(ttft_ms, 99);
+  s.tpot_ms_mean = mean(tpot_ms);
+  s.tpot_ms_p50 = percentile(tpot_ms, 50);
+  s.tpot_ms_p99 = percentile(tpot_ms, 99);
+  return s;
+}
+
 }  // namespace anvil

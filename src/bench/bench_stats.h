@@ -27,6 +27,13 @@ struct RequestTiming {
 // output token has no such interval, so it has no TPOT (nullopt) and stays out of TPOT means.
 std::optional<double> time_per_output_token_s(const RequestTiming& timing);
 
+// TTFT and TPOT over many requests, in milliseconds (requests with one output token have no TPOT).
+struct TtftTpotSummary {
+  double ttft_ms_mean = 0, ttft_ms_p50 = 0, ttft_ms_p99 = 0;
+  double tpot_ms_mean = 0, tpot_ms_p50 = 0, tpot_ms_p99 = 0;
+};
+TtftTpotSummary summarize_ttft_tpot(std::span<const RequestTiming> requests);
+
 // Dollars per million tokens at `usd_per_hour` for a machine producing `tokens_per_second`:
 // usd_per_hour / (tokens_per_second * 3600) * 1e6. 0 when tokens_per_second is not positive.
 double usd_per_million_tokens(double usd_per_hour, double tokens_per_second);

@@ -20,17 +20,7 @@ LatencySummary LatencyBatchResult::summary() const {
   s.p99_latency_s = percentile(latencies_s, 99);
   if (s.avg_latency_s > 0)
     s.output_tok_s = static_cast<double>(batch_size * output_len) / s.avg_latency_s;
-  std::vector<double> ttft_ms, tpot_ms;
-  for (const RequestTiming& t : requests) {
-    ttft_ms.push_back(t.ttft_s * 1e3);
-    if (std::optional<double> tpot = time_per_output_token_s(t)) tpot_ms.push_back(*tpot * 1e3);
-  }
-  s.ttft_ms_mean = mean(ttft_ms);
-  s.ttft_ms_p50 = percentile(ttft_ms, 50);
-  s.ttft_ms_p99 = percentile(ttft_ms, 99);
-  s.tpot_ms_mean = mean(tpot_ms);
-  s.tpot_ms_p50 = percentile(tpot_ms, 50);
-  s.tpot_ms_p99 = percentile(tpot_ms, 99);
+  static_cast<TtftTpotSummary&>(s) = summarize_ttft_tpot(requests);
   return s;
 }
 

@@ -16,13 +16,12 @@
 
 namespace anvil {
 
-// The figures reports show for one batch size.
-struct LatencySummary {
+// The figures reports show for one batch size (TTFT: submission to a request's first token; TPOT:
+// (e2e - ttft) / (output tokens - 1)).
+struct LatencySummary : TtftTpotSummary {
   double avg_latency_s = 0, std_latency_s = 0;
   double p50_latency_s = 0, p90_latency_s = 0, p99_latency_s = 0;
   double output_tok_s = 0;   // batch_size * output_len / avg latency
-  double ttft_ms_mean = 0, ttft_ms_p50 = 0, ttft_ms_p99 = 0;  // submission to a request's first token
-  double tpot_ms_mean = 0, tpot_ms_p50 = 0, tpot_ms_p99 = 0;  // (e2e - ttft) / (output tokens - 1)
 };
 
 struct LatencyBatchResult {

@@ -249,18 +249,9 @@ Result<ThroughputResult> run_throughput_bench(Engine& engine, const ThroughputBe
     r.total_tok_s = static_cast<double>(r.prompt_tokens + r.output_tokens) / run.elapsed_s;
     r.output_tok_s = static_cast<double>(r.output_tokens) / run.elapsed_s;
   }
-  std::vector<double> ttft_ms, tpot_ms, e2e_s;
-  for (const RequestTiming& t : run.finished) {
-    ttft_ms.push_back(t.ttft_s * 1e3);
-    e2e_s.push_back(t.e2e_s);
-    if (std::optional<double> tpot = time_per_output_token_s(t)) tpot_ms.push_back(*tpot * 1e3);
-  }
-  r.ttft_ms_mean = mean(ttft_ms);
-  r.ttft_ms_p50 = percentile(ttft_ms, 50);
-  r.ttft_ms_p99 = percentile(ttft_ms, 99);
-  r.tpot_ms_mean = mean(tpot_ms);
-  r.tpot_ms_p50 = percentile(tpot_ms, 50);
-  r.tpot_ms_p99 = percentile(tpot_ms, 99);
+  std::vector<double> e2e_s;
+  for (const RequestTiming& t : run.finished) e2e_s.push_back(t.e2e_s);
+  static_cast<TtftTpotSummary&>(r) = summarize_ttft_tpot(run.finished);
   r.e2e_s_mean = mean(e2e_s);
   r.steps = after.steps - before.steps;
   r.preemptions = after.preemptions - before.preemptions;

@@ -81,7 +81,7 @@ struct ThroughputBenchOptions {
   ProgressCallback progress;     // generated tokens done / num_prompts * output_len
 };
 
-struct ThroughputResult {
+struct ThroughputResult : TtftTpotSummary {
   std::string name;
   double input_len = 0;          // mean prompt length
   int64_t output_len = 0;
@@ -93,8 +93,6 @@ struct ThroughputResult {
   double requests_per_s = 0;     // completed / elapsed
   double total_tok_s = 0;        // (prompt + output tokens) / elapsed
   double output_tok_s = 0;       // output tokens / elapsed
-  double ttft_ms_mean = 0, ttft_ms_p50 = 0, ttft_ms_p99 = 0;
-  double tpot_ms_mean = 0, tpot_ms_p50 = 0, tpot_ms_p99 = 0;
   double e2e_s_mean = 0;
   // The engine's counters over the timed run.
   int64_t steps = 0;
