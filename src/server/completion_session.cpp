@@ -258,9 +258,13 @@ std::string CompletionSession::next_events(std::chrono::milliseconds timeout) {
   return events;
 }
 
-ApiResult<nlohmann::json> CompletionSession::wait_for_body() {
+ApiResult<nlohmann::json> CompletionSession::wait_for_body(const std::function<bool()>& client_gone) {
   while (!all_finished()) {
-    std::vector<TimedOutput> items = queue_->pop_all(std::chrono::milliseconds(1000));
+    if (client_gone && client_gone()) {
+      cancel();
+      return ApiError{499, "the client disconnected; request cancelled", "client_closed_request", "", ""};
+    }
+    std::vector<TimedOutput> items = queue_->pop_all(std::chrono::milliseconds(200));
     std::lock_guard<std::mutex> lock(mutex_);
     for (const TimedOutput& item : items) apply(item);
   }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,7 +37,9 @@ class CompletionSession {
   bool streaming() const { return request_.stream; }
 
   // Non-streaming: waits for every choice and returns the whole body (500 when the engine failed).
-  ApiResult<nlohmann::json> wait_for_body();
+  // client_gone is asked a few times a second; when it says yes the requests are cancelled and
+  // the answer is 499 (nobody is left to read it; the access log and metrics record it).
+  ApiResult<nlohmann::json> wait_for_body(const std::function<bool()>& client_gone = {});
 
   // Streaming: the SSE text that became ready, waiting up to `timeout` for the engine; "" when
   // nothing came. The text that ends with "data: [DONE]" sets finished().

@@ -16,6 +16,7 @@
 #include "server/api_error.h"
 #include "server/completion_session.h"
 #include "server/openai_protocol.h"
+#include "server/peer_socket.h"
 #include "server/prometheus.h"
 #include "server/tokenize_handlers.h"
 
@@ -244,7 +245,10 @@ void HttpServer::Impl::handle_completion(const httplib::Request& req, httplib::R
   };
 
   if (!session->streaming()) {
-    ApiResult<nlohmann::json> body = session->wait_for_body();
+    // The only way to see this client hang up before its answer is written (see peer_socket.h).
+    const std::optional<PeerSocket> peer = PeerSocket::find(req.local_port, req.remote_addr, req.remote_port);
+    ApiResult<nlohmann::json> body =
+        session->wait_for_body([&peer] { return peer.has_value() && peer->peer_closed(); });
     fill_summary(record, *session);
     if (!body) return answer_error(res, body.error(), record, arrival);
     answer_json(res, 200, *body);

@@ -201,6 +201,24 @@ def test_disconnect_and_429(args):
               freed is not None and freed.get('anvil_request_success_total{finished_reason="abort"}') == 1,
               f"after {time.time() - started:.1f} s: {freed or server.metrics()}")
 
+        # The same for a non-streaming request: nothing is written until the end, so the server must
+        # notice the hang-up on its own (it probes the connection while it waits).
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.request("POST", "/v1/completions", body=json.dumps({**LONG, "stream": False}), headers=server.headers())
+        running = wait_for(lambda: server.metrics()["anvil_num_requests_running"] == 1)
+        started = time.time()
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
+        freed = wait_for(lambda: (lambda m: m if m["anvil_num_requests_running"] == 0
+                                  and m["anvil_kv_cache_blocks_used"] == 0 else None)(server.metrics()))
+        check("client disconnect while waiting for a non-streaming answer: cancelled within a second, blocks freed",
+              running and freed is not None and time.time() - started < 3.0
+              and freed.get('anvil_request_success_total{finished_reason="abort"}') == 2,
+              f"after {time.time() - started:.1f} s: {freed or server.metrics()}")
+
         # Queue: one request runs (max-num-seqs 1), one waits (max-waiting 1), the next gets 429.
         running = OpenStream(server, "/v1/completions", LONG)
         running.first_text_event()
