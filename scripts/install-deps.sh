@@ -7,6 +7,8 @@ packages=(
   libdnnl-dev libopenblas-dev
   libopenmpi-dev openmpi-bin
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev
+  libyaml-cpp-dev  # anvil bench sweep's YAML configs
+  librsvg2-dev  # benchmark plots: SVG rendered to PNG
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy
   sentencepiece  # spm_train/spm_encode: the tokenizer.model tests compare against them

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end tests of `anvil bench latency`, `bench throughput` and `bench compare` on dummy:tiny-llama:
-JSON reports (fields from docs/BENCHMARKS.md), the SVG plot, comparison, Ctrl-C, and bad input.
+JSON reports (fields from docs/BENCHMARKS.md), the SVG and PNG plots, comparison, Ctrl-C, and bad input.
 
 Run by CTest as: test_bench_engine.py --anvil BIN --shared-data DIR --tmp DIR
 """
@@ -108,6 +108,11 @@ def main():
           str(report.get("config")))
     svg_path = os.path.join(plot_dir, "latency.svg")
     check("latency: --plot DIR writes DIR/latency.svg and names it", os.path.isfile(svg_path) and svg_path in out, out)
+    png_path = os.path.join(plot_dir, "latency.png")
+    with open(png_path, "rb") if os.path.isfile(png_path) else open(os.devnull, "rb") as f:
+        png_head = f.read(8)
+    check("latency: --plot DIR also writes DIR/latency.png (a PNG) and names it",
+          png_head == b"\x89PNG\r\n\x1a\n" and png_path in out, out)
     try:
         root = ET.parse(svg_path).getroot()
         ns = "{http://www.w3.org/2000/svg}"

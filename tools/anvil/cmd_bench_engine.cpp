@@ -1,5 +1,6 @@
 // anvil bench latency | throughput | compare: the in-process benchmarks on the continuous-batching engine.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,7 @@
 
 #include "bench/bench_report.h"
 #include "bench/latency_bench.h"
+#include "bench/plot_output.h"
 #include "bench/svg_plot.h"
 #include "bench/throughput_bench.h"
 #include "commands.h"
@@ -224,9 +226,9 @@ int bench_latency(const LatencyFlags& cli) {
     const std::string caption =
         fmt::format("anvil bench latency: {}, input {} / output {} tokens, {} threads, {}", cli.common.model,
                     options.input_len, options.output_len, pool.thread_count(), report["date"].get<std::string>());
-    Status written = write_text_file(path, render_svg(latency_charts(results), 3, caption));
-    if (!written) return fail(written.message());
-    fmt::print("plot: {}\n", path);
+    Result<std::vector<std::string>> written = write_plot_files(path, render_svg(latency_charts(results), 3, caption));
+    if (!written) return fail(written.status().message());
+    fmt::print("plot: {}\n", fmt::join(*written, ", "));
   }
   if (result->interrupted) {
     fmt::print("\ninterrupted: partial results ({} of {} batch sizes finished)\n", result->batches.size(),
@@ -400,8 +402,8 @@ void add_bench_engine_commands(CLI::App& bench, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(0, 100000));
   lat->add_option("--num-iters", latency->num_iters, "Timed iterations per batch size")
       ->capture_default_str()->check(CLI::Range(1, 100000));
-  lat->add_option("--plot", latency->plot, "Write an SVG of latency, throughput, TTFT and TPOT vs batch size "
-                                           "(a .svg path, or a directory that gets latency.svg)");
+  lat->add_option("--plot", latency->plot, "Write SVG and PNG plots of latency, throughput, TTFT and TPOT vs batch size "
+                                           "(a .svg path, or a directory that gets latency.svg and latency.png)");
   lat->callback([latency, &exit_code] { exit_code = bench_latency(*latency); });
 
   auto throughput = std::make_shared<ThroughputFlags>();
