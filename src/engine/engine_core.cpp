@@ -196,6 +196,7 @@ void EngineCore::accept_token(EngineRequest& r, int32_t id, std::optional<TokenL
   if (is_eos && !r.params.ignore_eos) return finish(r, FinishReason::Stop, out);
   if (std::find(r.params.stop_token_ids.begin(), r.params.stop_token_ids.end(), id) != r.params.stop_token_ids.end()) {
     out.stop_reason = std::to_string(id);
+    out.stop_token_id = id;
     return finish(r, FinishReason::Stop, out);
   }
   if (r.decoder) {

@@ -48,6 +48,7 @@ struct RequestOutput {
   std::vector<TokenLogprobs> new_logprobs;  // one per new token when params.logprobs >= 0
   FinishReason finish = FinishReason::None;  // set on the last delivery only
   std::string stop_reason;                 // the stop string or stop id that ended it, if any
+  int32_t stop_token_id = -1;              // when a stop_token_ids entry ended it: that id
   std::string error;                       // FinishReason::Error: what went wrong
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;           // all generated so far

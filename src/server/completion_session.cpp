@@ -15,6 +15,10 @@ double seconds_between(std::chrono::steady_clock::time_point from, std::chrono::
   return std::chrono::duration<double>(to - from).count();
 }
 
+StopReason stop_reason_of(const RequestOutput& output) {
+  return output.stop_token_id >= 0 ? StopReason::token(output.stop_token_id) : StopReason(output.stop_reason);
+}
+
 }  // namespace
 
 CompletionSession::CompletionSession(const ServingContext& context, OpenAIRequest request, Clock::time_point arrival)
@@ -86,7 +90,7 @@ ApiResult<bool> CompletionSession::submit_all(std::vector<std::vector<int32_t>> 
   const int64_t count = static_cast<int64_t>(choices_.size());
   if (!context_.admission->try_admit(count))
     return ApiError{429,
-                    fmt::format("the server is at capacity ({} requests waiting for the engine, --max-waiting {}); "
+                    fmt::format("the server is at capacity ({} waiting for the engine, --max-waiting {}); "
                                 "retry later",
                                 context_.admission->waiting(), context_.admission->max_waiting()),
                     "rate_limit_error", "", "rate_limit_exceeded"};
@@ -180,7 +184,7 @@ std::string CompletionSession::apply(const TimedOutput& item) {
   if (output.finished()) {
     choice.finished = true;
     choice.output.finish = output.finish;
-    choice.output.stop_reason = output.stop_reason;
+    choice.output.stop_reason = stop_reason_of(output);
     if (output.finish == FinishReason::Error)
       choice.error = output.error.empty() ? "unknown engine error" : output.error;
     --unfinished_;
@@ -210,9 +214,9 @@ std::string CompletionSession::stream_events_for(Choice& choice, const RequestOu
   if (!text.empty()) choice.sent_first_text = true;
   const int64_t index = choice.output.index;
   return sse_event(completions ? completion_chunk(header_, index, text, std::move(logprobs), output.finish,
-                                                  output.stop_reason)
+                                                  stop_reason_of(output))
                                : chat_chunk(header_, index, text, std::move(logprobs), output.finish,
-                                            output.stop_reason));
+                                            stop_reason_of(output)));
 }
 
 void CompletionSession::on_choice_finished(Choice& choice) {

@@ -68,10 +68,20 @@ std::string route_label(const std::string& path) {
   return "other";
 }
 
+// The method a known route answers, for a 405 on the others; null for unknown paths.
+const char* allowed_method(const std::string& path) {
+  static const char* const kPost[] = {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
+  for (const char* route : kPost)
+    if (path == route) return "POST";
+  if (path == "/v1/models" || path == "/health" || path == "/metrics" || path.rfind("/v1/models/", 0) == 0) return "GET";
+  return nullptr;
+}
+
 const char* status_error_type(int status) {
   switch (status) {
     case 401: return "authentication_error";
-    case 404: return "not_found_error";
+    case 404: return "NotFoundError";  // as for an unknown model (vLLM's spelling)
+    case 405: return "invalid_request_error";
     case 413: return "invalid_request_error";
     case 429: return "rate_limit_error";
     case 503: return "service_unavailable";
@@ -185,7 +195,14 @@ void HttpServer::Impl::configure() {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const Clock::time_point start = Clock::now();
     AccessRecord record = start_record(req);
-    std::string message = res.status == 404   ? fmt::format("no route {} {}", req.method, req.path)
+    const char* allowed = allowed_method(req.path);
+    if (res.status == 404 && allowed && req.method != allowed) {
+      res.status = 405;
+      res.set_header("Allow", allowed);
+    }
+    std::string message = res.status == 405   ? fmt::format("{} is not allowed on {}; use {}", req.method, req.path,
+                                                            allowed ? allowed : "another method")
+                          : res.status == 404 ? fmt::format("no route {} {}", req.method, req.path)
                           : res.status == 413 ? fmt::format("the request body is larger than {} bytes",
                                                             options.max_body_bytes)
                                               : fmt::format("HTTP {}", res.status);
@@ -278,12 +295,15 @@ void HttpServer::Impl::handle_completion(const httplib::Request& req, httplib::R
         return true;
       },
       [this, session, record, arrival, fill_summary](bool success) mutable {
-        if (!session->finished()) {
+        const bool gone = !session->finished();
+        if (gone) {
           session->cancel();
           record.error = "the client disconnected; request cancelled";
         }
         fill_summary(record, *session);
-        record.status = 200;
+        // 200 went out with the headers; the log says 499 (client closed request) as for a
+        // non-streaming request whose client left, so both read the same.
+        record.status = gone ? 499 : 200;
         (void)success;
         finish(record, arrival);
       });

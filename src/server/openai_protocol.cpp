@@ -219,6 +219,19 @@ void refuse_unsupported(JsonFields& fields, const OpenAIRequest& request) {
   }
   const std::optional<int64_t> best_of = fields.integer("best_of", 1, kMaxChoicesPerRequest);
   if (best_of && *best_of != request.n) fields.fail("best_of other than n is not supported", "best_of");
+  // vLLM's extra fields: accepted at their default, refused otherwise.
+  if (fields.boolean("use_beam_search").value_or(false)) fields.fail("use_beam_search is not supported", "use_beam_search");
+  if (const nlohmann::json* prompt_logprobs = fields.get("prompt_logprobs"); prompt_logprobs && !prompt_logprobs->is_null())
+    fields.fail("prompt_logprobs is not supported", "prompt_logprobs");
+  if (fields.boolean("include_stop_str_in_output").value_or(false))
+    fields.fail("include_stop_str_in_output is not supported (stop strings are cut from the text)",
+                "include_stop_str_in_output");
+  if (!fields.boolean("skip_special_tokens").value_or(true))
+    fields.fail("skip_special_tokens false is not supported (special tokens never appear in the text)",
+                "skip_special_tokens");
+  if (const nlohmann::json* choice = fields.get("tool_choice");
+      !is_unset(choice) && !(choice->is_string() && choice->get<std::string>() == "none"))
+    fields.fail("tool_choice is not supported (no function calling)", "tool_choice");
   const std::optional<int64_t> min_tokens = fields.integer("min_tokens", 0, INT32_MAX);
   if (min_tokens && *min_tokens > 0) fields.fail("min_tokens is not supported", "min_tokens");
 }
@@ -307,10 +320,11 @@ ApiResult<OpenAIRequest> parse_openai_request(const nlohmann::json& body, ApiEnd
     request.messages = parse_messages(fields);
     request.add_generation_prompt = fields.boolean("add_generation_prompt").value_or(true);
   }
-  // Chat's max_completion_tokens replaced max_tokens; a request may carry both (vLLM takes it).
+  // Chat's max_completion_tokens replaced max_tokens; a request may carry both (vLLM takes the new one).
   request.max_tokens = fields.integer("max_tokens", 1, INT64_MAX);
-  if (endpoint == ApiEndpoint::ChatCompletions)
-    if (auto m = fields.integer("max_completion_tokens", 1, INT64_MAX)) request.max_tokens = m;
+  // Completions has no max_completion_tokens in OpenAI's API; taking it as the same limit beats
+  // ignoring a limit the client meant.
+  if (auto m = fields.integer("max_completion_tokens", 1, INT64_MAX)) request.max_tokens = m;
   request.n = fields.integer("n", 1, kMaxChoicesPerRequest).value_or(1);
   parse_sampling(fields, request);
   request.stop = parse_stop(fields);

@@ -22,10 +22,6 @@ nlohmann::json envelope(const ResponseHeader& header, bool chunk) {
           {"model", header.model}};
 }
 
-nlohmann::json stop_reason_json(const std::string& stop_reason) {
-  return stop_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(stop_reason);
-}
-
 nlohmann::json byte_list(const std::string& bytes) {
   nlohmann::json list = nlohmann::json::array();
   for (unsigned char c : bytes) list.push_back(static_cast<int>(c));
@@ -33,6 +29,11 @@ nlohmann::json byte_list(const std::string& bytes) {
 }
 
 }  // namespace
+
+nlohmann::json StopReason::to_json() const {
+  if (token_id >= 0) return token_id;
+  return text.empty() ? nlohmann::json(nullptr) : nlohmann::json(text);
+}
 
 std::string make_response_id(ApiEndpoint endpoint) {
   thread_local std::mt19937_64 rng(std::random_device{}());
@@ -118,7 +119,7 @@ nlohmann::json completion_body(const ResponseHeader& header, const std::vector<C
                                                                           text_offset)
                                                : nlohmann::json(nullptr)},
                     {"finish_reason", finish_reason_json(choice.finish)},
-                    {"stop_reason", stop_reason_json(choice.stop_reason)}});
+                    {"stop_reason", choice.stop_reason.to_json()}});
   }
   body["choices"] = std::move(list);
   body["usage"] = usage_json(usage);
@@ -135,7 +136,7 @@ nlohmann::json chat_body(const ResponseHeader& header, const std::vector<ChoiceO
                     {"logprobs", with_logprobs ? chat_logprobs_json(choice.tokens, choice.logprobs, token_text)
                                                : nlohmann::json(nullptr)},
                     {"finish_reason", finish_reason_json(choice.finish)},
-                    {"stop_reason", stop_reason_json(choice.stop_reason)}});
+                    {"stop_reason", choice.stop_reason.to_json()}});
   }
   body["choices"] = std::move(list);
   body["usage"] = usage_json(usage);
@@ -143,11 +144,11 @@ nlohmann::json chat_body(const ResponseHeader& header, const std::vector<ChoiceO
 }
 
 nlohmann::json completion_chunk(const ResponseHeader& header, int64_t index, const std::string& text,
-                                nlohmann::json logprobs, FinishReason finish, const std::string& stop_reason) {
+                                nlohmann::json logprobs, FinishReason finish, const StopReason& stop_reason) {
   nlohmann::json chunk = envelope(header, true);
   nlohmann::json choice = {{"index", index}, {"text", text}, {"logprobs", std::move(logprobs)},
                            {"finish_reason", finish_reason_json(finish)}};
-  if (finish != FinishReason::None) choice["stop_reason"] = stop_reason_json(stop_reason);
+  if (finish != FinishReason::None) choice["stop_reason"] = stop_reason.to_json();
   chunk["choices"] = nlohmann::json::array({std::move(choice)});
   return chunk;
 }
@@ -162,13 +163,13 @@ nlohmann::json chat_role_chunk(const ResponseHeader& header, int64_t index) {
 }
 
 nlohmann::json chat_chunk(const ResponseHeader& header, int64_t index, const std::string& text,
-                          nlohmann::json logprobs, FinishReason finish, const std::string& stop_reason) {
+                          nlohmann::json logprobs, FinishReason finish, const StopReason& stop_reason) {
   nlohmann::json chunk = envelope(header, true);
   nlohmann::json delta = nlohmann::json::object();
   if (!text.empty() || finish == FinishReason::None) delta["content"] = text;
   nlohmann::json choice = {{"index", index}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
                            {"finish_reason", finish_reason_json(finish)}};
-  if (finish != FinishReason::None) choice["stop_reason"] = stop_reason_json(stop_reason);
+  if (finish != FinishReason::None) choice["stop_reason"] = stop_reason.to_json();
   chunk["choices"] = nlohmann::json::array({std::move(choice)});
   return chunk;
 }

@@ -29,6 +29,22 @@ struct ResponseHeader {
 std::string make_response_id(ApiEndpoint endpoint);
 int64_t unix_seconds_now();
 
+// What ended a choice, as OpenAI/vLLM report it in "stop_reason": the matched stop string, the
+// stop token id (an integer), or null (EOS, length).
+struct StopReason {
+  std::string text;
+  int32_t token_id = -1;
+  StopReason() = default;
+  StopReason(std::string matched) : text(std::move(matched)) {}  // NOLINT: a stop string converts
+  StopReason(const char* matched) : text(matched) {}             // NOLINT
+  static StopReason token(int32_t id) {
+    StopReason r;
+    r.token_id = id;
+    return r;
+  }
+  nlohmann::json to_json() const;
+};
+
 // One choice, accumulated from the engine's outputs.
 struct ChoiceOutput {
   int64_t index = 0;
@@ -36,7 +52,7 @@ struct ChoiceOutput {
   std::vector<int32_t> tokens;
   std::vector<TokenLogprobs> logprobs;   // one per token when the request asked for logprobs
   FinishReason finish = FinishReason::None;
-  std::string stop_reason;               // the stop string that ended it, if any
+  StopReason stop_reason;
 };
 
 struct UsageCounts {
@@ -69,10 +85,10 @@ nlohmann::json chat_body(const ResponseHeader& header, const std::vector<ChoiceO
 // Streaming chunks. A choice's chat stream opens with a {"role": "assistant"} delta; its last
 // chunk carries finish_reason. logprobs: a logprobs object or null.
 nlohmann::json completion_chunk(const ResponseHeader& header, int64_t index, const std::string& text,
-                                nlohmann::json logprobs, FinishReason finish, const std::string& stop_reason);
+                                nlohmann::json logprobs, FinishReason finish, const StopReason& stop_reason);
 nlohmann::json chat_role_chunk(const ResponseHeader& header, int64_t index);
 nlohmann::json chat_chunk(const ResponseHeader& header, int64_t index, const std::string& text,
-                          nlohmann::json logprobs, FinishReason finish, const std::string& stop_reason);
+                          nlohmann::json logprobs, FinishReason finish, const StopReason& stop_reason);
 // stream_options.include_usage: the last chunk before [DONE], with no choices.
 nlohmann::json usage_chunk(const ResponseHeader& header, const UsageCounts& usage);
 

@@ -247,7 +247,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "Requests admitted but not yet running at most; beyond it the server answers 429 with Retry-After")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--chat-template", o->chat_template,
-                  "Chat format for /v1/chat/completions when the model's own is missing or unrecognized");
+                  "Chat format for /v1/chat/completions; overrides the model's own template (needed when it has none or an unrecognized one)");
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Turn the engine's prefix cache off");
   cmd->add_flag("--no-chunked-prefill", o->no_chunked_prefill,
                 "Run each prompt whole in one step (it must fit --max-num-batched-tokens)");

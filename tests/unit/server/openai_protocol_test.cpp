@@ -95,7 +95,8 @@ TEST(OpenAIProtocol, MaxTokens) {
     EXPECT_EQ(error.type, "invalid_request_error");
     EXPECT_NE(error.message.find("max_tokens"), std::string::npos) << error.message;
   }
-  // Chat: max_completion_tokens is the newer name and wins.
+  // max_completion_tokens is the newer name and wins (completions take it too rather than ignore it).
+  EXPECT_EQ(parse_ok(completion({{"max_completion_tokens", 4}})).max_tokens, 4);
   EXPECT_EQ(parse_ok(chat({{"max_tokens", 5}, {"max_completion_tokens", 9}}), ApiEndpoint::ChatCompletions).max_tokens,
             9);
   EXPECT_EQ(parse_error(chat({{"max_completion_tokens", -3}}), ApiEndpoint::ChatCompletions).param,
@@ -208,8 +209,17 @@ TEST(OpenAIProtocol, UnsupportedFieldsAreRefusedClearly) {
   EXPECT_EQ(parse_error(chat({{"tools", {{{"type", "function"}}}}}), ApiEndpoint::ChatCompletions).param, "tools");
   EXPECT_EQ(parse_error(chat({{"response_format", {{"type", "json_object"}}}}), ApiEndpoint::ChatCompletions).param,
             "response_format");
+  // vLLM's extras that would change the output.
+  for (const char* field : {"use_beam_search", "include_stop_str_in_output"})
+    EXPECT_EQ(parse_error(completion({{field, true}})).param, field);
+  EXPECT_EQ(parse_error(completion({{"skip_special_tokens", false}})).param, "skip_special_tokens");
+  EXPECT_EQ(parse_error(completion({{"prompt_logprobs", 1}})).param, "prompt_logprobs");
+  EXPECT_EQ(parse_error(chat({{"tool_choice", "auto"}}), ApiEndpoint::ChatCompletions).param, "tool_choice");
   // Their neutral values are fine: SDKs send them.
   parse_ok(completion({{"suffix", ""}, {"logit_bias", json::object()}, {"best_of", 1}, {"echo", true}, {"user", "u"}}));
+  parse_ok(completion({{"use_beam_search", false}, {"include_stop_str_in_output", false}, {"skip_special_tokens", true},
+                       {"prompt_logprobs", nullptr}}));
+  parse_ok(chat({{"tool_choice", "none"}}), ApiEndpoint::ChatCompletions);
   parse_ok(chat({{"tools", json::array()}, {"response_format", {{"type", "text"}}}}), ApiEndpoint::ChatCompletions);
 }
 

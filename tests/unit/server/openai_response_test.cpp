@@ -42,6 +42,18 @@ TEST(OpenAIResponse, CompletionBody) {
   EXPECT_EQ(body["usage"], (json{{"prompt_tokens", 3}, {"completion_tokens", 2}, {"total_tokens", 5}}));
 }
 
+// stop_reason: the stop string, the stop token id as an integer (as vLLM), or null.
+TEST(OpenAIResponse, StopReasonIsStringIdOrNull) {
+  EXPECT_EQ(StopReason("END").to_json(), "END");
+  EXPECT_EQ(StopReason::token(7).to_json(), 7);
+  EXPECT_TRUE(StopReason().to_json().is_null());
+  ChoiceOutput choice{0, "x", {7}, {}, FinishReason::Stop, StopReason::token(7)};
+  json body = completion_body(header(ApiEndpoint::Completions), {choice}, {1, 1, 0}, false, fake_token_text);
+  EXPECT_EQ(body["choices"][0]["stop_reason"], 7);
+  json last = completion_chunk(header(ApiEndpoint::Completions), 0, "", nullptr, FinishReason::Stop, StopReason::token(7));
+  EXPECT_EQ(last["choices"][0]["stop_reason"], 7);
+}
+
 TEST(OpenAIResponse, ChatBody) {
   ChoiceOutput choice{1, "hi there", {5}, {}, FinishReason::Stop, "\n"};
   json body = chat_body(header(ApiEndpoint::ChatCompletions), {choice}, {4, 1, 2}, false, fake_token_text);
