@@ -133,8 +133,8 @@ void render_chart(std::string& svg, const LineChart& chart, double left, double 
       markers += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\"/>", px, py);
     }
     svg += fmt::format("<g class=\"series\" data-name=\"{}\" fill=\"{}\">\n<polyline fill=\"none\" stroke=\"{}\" "
-                       "stroke-width=\"2\" points=\"{}\"/>\n{}\n</g>\n",
-                       escape_xml(s.name), color, color, points, markers);
+                       "stroke-width=\"{}\" points=\"{}\"/>\n{}\n</g>\n",
+                       escape_xml(s.name), color, color, s.draw_line ? 2 : 0, points, markers);
   }
 
   // Legend: top-left corner of the plot area, on a white box so lines under it stay readable.

@@ -10,6 +10,7 @@ namespace anvil {
 struct PlotSeries {
   std::string name;
   std::vector<double> x, y;  // same length; non-finite points are skipped
+  bool draw_line = true;     // false: markers only (a scatter of unordered points)
 };
 
 struct LineChart {

@@ -10,12 +10,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_model_loader.h"
 #include "bench/bench_report.h"
 #include "bench/latency_bench.h"
 #include "bench/plot_output.h"
 #include "bench/svg_plot.h"
 #include "bench/throughput_bench.h"
 #include "commands.h"
+#include "interrupt_scope.h"
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "engine/memory_plan.h"
@@ -25,34 +27,6 @@
 
 namespace anvil::cli {
 namespace {
-
-constexpr int kInterruptedExitCode = 130;  // the shell's code for "ended by SIGINT"
-
-// ---- Ctrl-C -------------------------------------------------------------------------------------
-
-std::atomic<bool> g_interrupted{false};
-
-extern "C" void on_sigint(int) { g_interrupted.store(true, std::memory_order_relaxed); }
-
-// While a benchmark runs, Ctrl-C asks it to stop and report what it has; SA_RESETHAND makes a
-// second Ctrl-C end the process the usual way if the first one is not noticed quickly.
-class InterruptScope {
- public:
-  InterruptScope() {
-    g_interrupted.store(false);
-    struct sigaction action {};
-    action.sa_handler = on_sigint;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &action, &previous_);
-  }
-  ~InterruptScope() { sigaction(SIGINT, &previous_, nullptr); }
-  InterruptScope(const InterruptScope&) = delete;
-  InterruptScope& operator=(const InterruptScope&) = delete;
-
- private:
-  struct sigaction previous_ {};
-};
 
 // ---- Flags both benchmarks share ----------------------------------------------------------------
 
@@ -106,22 +80,12 @@ Result<EngineOptions> engine_options(const CommonFlags& f, int64_t default_max_n
   return o;
 }
 
-struct LoadedModel {
-  std::unique_ptr<DecoderModel> model;
-  std::unique_ptr<Tokenizer> tokenizer;  // null when the vocabulary has no tokenizer anvil runs
-};
+using LoadedModel = BenchModel;
 
 Result<LoadedModel> load_model(const std::string& spec) {
   TerminalProgress progress("loading " + spec, true);
-  Result<Checkpoint> checkpoint = load_checkpoint(spec, progress.callback());
+  Result<LoadedModel> loaded = load_bench_model(spec, progress.callback());
   progress.finish();
-  if (!checkpoint) return checkpoint.status();
-  auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
-  LoadedModel loaded;
-  ANVIL_ASSIGN_OR_RETURN(loaded.model, DecoderModel::create(shared));
-  // Random prompt ids need no tokenizer; only --dataset does (and it says so).
-  Result<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::create(shared->vocab);
-  if (tokenizer) loaded.tokenizer = std::move(tokenizer).value();
   return loaded;
 }
 
@@ -183,7 +147,7 @@ int bench_latency(const LatencyFlags& cli) {
     fmt::print(stderr, "anvil: batch size {}: avg latency {:.4g} s, {:.1f} output tok/s\n", b.batch_size,
                s.avg_latency_s, s.output_tok_s);
   };
-  options.interrupt = &g_interrupted;
+  options.interrupt = InterruptScope::flag();
   Result<LatencyBenchResult> result = [&] {
     InterruptScope interrupt_scope;
     return run_latency_bench(**engine, options);
@@ -318,7 +282,7 @@ int bench_throughput(const ThroughputFlags& cli) {
     for (ThroughputBenchOptions& r : *runs) {
       TerminalProgress progress(fmt::format("throughput, {} ({} prompts)", r.name, r.num_prompts), false);
       r.progress = progress.callback();
-      r.interrupt = &g_interrupted;
+      r.interrupt = InterruptScope::flag();
       Result<ThroughputResult> result = run_throughput_bench(**engine, r);
       progress.finish();
       if (!result) return fail(result.status().message());

@@ -12,8 +12,11 @@ void add_bench_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_bench_batched_command(CLI::App& bench, int& exit_code);  // under `bench`
+void add_bench_serve_command(CLI::App& bench, int& exit_code);    // bench serve (HTTP load generator)
 void add_bench_engine_commands(CLI::App& bench, int& exit_code);  // bench latency|throughput|compare
+void add_bench_sweep_command(CLI::App& bench, int& exit_code);    // bench sweep (configuration sweep)
 void add_plan_command(CLI::App& app, int& exit_code);
+void add_perplexity_command(CLI::App& app, int& exit_code);
 
 // Shared helpers.
 int fail(const std::string& message);  // prints "anvil: error: message" to stderr, returns 1

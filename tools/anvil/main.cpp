@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   anvil::cli::add_tokenize_command(app, exit_code);
   anvil::cli::add_serve_command(app, exit_code);
   anvil::cli::add_plan_command(app, exit_code);
+  anvil::cli::add_perplexity_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

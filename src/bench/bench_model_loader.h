@@ -1,0 +1,24 @@
+// Loading a model for an in-process benchmark: the checkpoint, the model over it, and its
+// tokenizer when anvil runs that vocabulary (random prompt ids need none).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "anvil/status.h"
+#include "core/progress.h"
+#include "model/decoder_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace anvil {
+
+struct BenchModel {
+  std::unique_ptr<DecoderModel> model;   // owns the checkpoint (shared)
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the vocabulary has no tokenizer anvil runs
+};
+
+// `spec` as load_checkpoint takes it (dummy:<preset>[:dtype], a GGUF file, ...); `progress`
+// reports the bytes of weights being created or read.
+Result<BenchModel> load_bench_model(const std::string& spec, const ProgressCallback& progress = {});
+
+}  // namespace anvil
