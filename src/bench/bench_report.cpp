@@ -72,12 +72,28 @@ const std::vector<MetricSpec>& compared_metrics(const std::string& bench) {
       {"requests_per_s", true}, {"total_tok_s", true},  {"output_tok_s", true},    {"ttft_ms_mean", false},
       {"tpot_ms_mean", false},  {"e2e_s_mean", false},  {"preemptions", false},    {"prefix_hit_rate", true},
       {"usd_per_million_output_tokens", false}};
+  // bench serve: the same percentiles appear in both reports only when both asked for them; the
+  // pairing below skips metrics one report lacks.
+  static const std::vector<MetricSpec> serve = {
+      {"request_throughput", true}, {"output_throughput", true}, {"total_token_throughput", true},
+      {"goodput", true},            {"failed", false},           {"ttft_ms_mean", false},
+      {"ttft_ms_median", false},    {"ttft_ms_p99", false},      {"tpot_ms_mean", false},
+      {"tpot_ms_median", false},    {"tpot_ms_p99", false},      {"itl_ms_mean", false},
+      {"itl_ms_p99", false},        {"e2el_ms_mean", false},     {"e2el_ms_median", false},
+      {"e2el_ms_p99", false}};
+  if (bench == "serve") return serve;
   return bench == "latency" ? latency : throughput;
 }
 
 // The entry a result stands for, so the same entry of two reports can be paired.
 std::string entry_key(const std::string& bench, const nlohmann::json& r) {
   if (bench == "latency") return fmt::format("batch_size={}", r.value("batch_size", int64_t{0}));
+  if (bench == "serve") {
+    const int64_t concurrency = r.value("concurrency", int64_t{0});
+    const nlohmann::json rate = r.value("request_rate", nlohmann::json("inf"));
+    return fmt::format("concurrency={} rate={}", concurrency > 0 ? std::to_string(concurrency) : "unbounded",
+                       rate.is_number() ? fmt::format("{:g}", rate.get<double>()) : rate.dump());
+  }
   return fmt::format("scenario={} ({}/{})", r.value("scenario", std::string("?")), number(r, "input_len"),
                      r.value("output_len", int64_t{0}));
 }
@@ -279,8 +295,8 @@ Result<nlohmann::json> read_bench_report(const std::string& path) {
       !j["results"].is_array())
     return Status::error(path + ": not a benchmark report (expected \"bench\" and \"results\", as --output-json writes)");
   const std::string bench = j["bench"];
-  if (bench != "latency" && bench != "throughput")
-    return Status::error(path + ": bench compare reads latency and throughput reports, not '" + bench + "'");
+  if (bench != "latency" && bench != "throughput" && bench != "serve")
+    return Status::error(path + ": bench compare reads latency, throughput and serve reports, not '" + bench + "'");
   return j;
 }
 
@@ -322,7 +338,9 @@ Result<std::vector<MetricComparison>> compare_bench_reports(const nlohmann::json
     }
   }
   if (!matched)
-    return Status::error(bench == "latency" ? "the reports share no batch size" : "the reports share no scenario");
+    return Status::error(bench == "latency" ? "the reports share no batch size"
+                         : bench == "serve" ? "the reports share no concurrency level and request rate"
+                                            : "the reports share no scenario");
   return rows;
 }
 

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
+#include "quant/int4_codes.h"
 
 namespace anvil {
 namespace {
@@ -31,15 +33,32 @@ void bf16_from_float(const float* src, void* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) h[i] = float_to_bf16(src[i]);
 }
 
+// Scaled types: codes only (see ToFloatFn).
+void f8_e4m3_codes_to_float(const void* src, float* dst, int64_t n) {
+  const auto* codes = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = e4m3_to_float(codes[i]);
+}
+void i8_codes_to_float(const void* src, float* dst, int64_t n) {
+  const auto* codes = static_cast<const int8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(codes[i]);
+}
+void i4_codes_to_float(const void* src, float* dst, int64_t n) {
+  const auto* row = static_cast<const uint8_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(static_cast<int32_t>(i4_code(row, i)) - kI4ImplicitZero);
+}
+
 // One row per DType, in enum order.
 const std::array<DTypeInfo, static_cast<size_t>(DType::Count)> kDTypeTable = {{
-    {DType::F32, "F32", 1, 4, 0, f32_to_float, f32_from_float},
-    {DType::F16, "F16", 1, 2, 1, f16_to_float, f16_from_float},
-    {DType::BF16, "BF16", 1, 2, 30, bf16_to_float_row, bf16_from_float},
-    {DType::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), 8, dequantize_row_q8_0, quantize_row_q8_0},
-    {DType::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0), 2, dequantize_row_q4_0, quantize_row_q4_0},
-    {DType::Q4_K, "Q4_K", kQK_K, sizeof(BlockQ4_K), 12, dequantize_row_q4_k, quantize_row_q4_k},
-    {DType::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K), 14, dequantize_row_q6_k, quantize_row_q6_k},
+    {DType::F32, "F32", 1, 4, 0, f32_to_float, f32_from_float, false},
+    {DType::F16, "F16", 1, 2, 1, f16_to_float, f16_from_float, false},
+    {DType::BF16, "BF16", 1, 2, 30, bf16_to_float_row, bf16_from_float, false},
+    {DType::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), 8, dequantize_row_q8_0, quantize_row_q8_0, false},
+    {DType::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0), 2, dequantize_row_q4_0, quantize_row_q4_0, false},
+    {DType::Q4_K, "Q4_K", kQK_K, sizeof(BlockQ4_K), 12, dequantize_row_q4_k, quantize_row_q4_k, false},
+    {DType::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K), 14, dequantize_row_q6_k, quantize_row_q6_k, false},
+    {DType::F8_E4M3, "F8_E4M3", 1, 1, kAnvilGgmlTypeF8E4M3, f8_e4m3_codes_to_float, nullptr, true},
+    {DType::I8, "I8", 1, 1, kGgmlTypeI8, i8_codes_to_float, nullptr, true},
+    {DType::I4, "I4", 2, 1, kAnvilGgmlTypeI4, i4_codes_to_float, nullptr, true},
 }};
 
 // ggml's type ids and names, including types anvil cannot read, for error messages.
@@ -61,6 +80,7 @@ std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
 }
 
 std::string ggml_type_name(uint32_t ggml_type) {
+  if (std::optional<DType> dtype = dtype_from_ggml(ggml_type)) return dtype_info(*dtype).name;
   if (ggml_type < std::size(kGgmlTypeNames)) return kGgmlTypeNames[ggml_type];
   return "type " + std::to_string(ggml_type);
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/quant_scales.h"
 
 namespace anvil {
 
@@ -19,6 +20,7 @@ struct Tensor {
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;
   size_t nbytes = 0;
+  QuantScales quant;  // F8_E4M3 / I8 / I4 only (core/quant_scales.h); empty for every other dtype
 
   int64_t numel() const {
     int64_t n = 1;
@@ -30,6 +32,17 @@ struct Tensor {
   size_t row_bytes() const { return dtype_bytes(dtype, cols()); }
   const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
   std::string shape_string() const;  // "(4096, 11008)"
+
+  bool has_scales() const { return quant.scale != nullptr; }
+  int64_t scale_groups() const { return quant.group > 0 ? cols() / quant.group : 0; }  // per row
+  const float* row_scales(int64_t r) const { return quant.scale + r * scale_groups(); }
+  const float* row_zeros(int64_t r) const { return quant.zero ? quant.zero + r * scale_groups() : nullptr; }
+  // Bytes of the scale and zero arrays (0 without scales); nbytes counts the codes only.
+  size_t scale_bytes() const {
+    if (!has_scales()) return 0;
+    const size_t one = static_cast<size_t>(rows() * scale_groups()) * sizeof(float);
+    return quant.zero ? 2 * one : one;
+  }
 };
 
 }  // namespace anvil

@@ -66,7 +66,14 @@ Result<int64_t> matrix_bytes(const std::string& where, const std::string& tensor
                                      where, tensor, cols, info.name, info.block_elems));
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  return static_cast<int64_t>(dtype_bytes(dtype, n));
+  int64_t bytes = static_cast<int64_t>(dtype_bytes(dtype, n));
+  if (info.external_scales) {
+    // The scales beside the codes, at anvil quantize's defaults: one f32 per row (F8_E4M3, I8),
+    // one per group of 128 (I4, symmetric).
+    const int64_t group = dtype == DType::I4 ? std::min<int64_t>(128, cols) : cols;
+    bytes += n / group * static_cast<int64_t>(sizeof(float));
+  }
+  return bytes;
 }
 
 std::string dtype_summary(const std::vector<PlannedTensor>& tensors) {
@@ -114,7 +121,8 @@ Result<PlannedWeights> plan_file_weights(const std::string& spec, std::optional<
   PlannedWeights planned;
   planned.config = checkpoint->config;
   for (const auto& [name, tensor] : checkpoint->tensors) {
-    PlannedTensor t{name, tensor.shape, tensor.dtype, static_cast<int64_t>(tensor.nbytes)};
+    // Scaled weights (F8_E4M3, I8, I4) also hold their scale and zero-point arrays.
+    PlannedTensor t{name, tensor.shape, tensor.dtype, static_cast<int64_t>(tensor.nbytes + tensor.scale_bytes())};
     // Vectors (norms, biases, rope tables) stay as stored: files keep them in F32.
     if (weights_dtype && tensor.shape.size() >= 2) {
       t.dtype = *weights_dtype;

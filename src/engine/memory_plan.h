@@ -70,7 +70,8 @@ struct PlannedWeights {
 
 // The canonical tensors of `config` with matrices at `dtype` and vectors (norms, biases) in F32,
 // the same rule as the random-weight presets. Fails when a matrix row is not a whole number of
-// `dtype` blocks.
+// `dtype` blocks. The scaled types count their scales at anvil quantize's defaults (F8_E4M3 and
+// I8: one f32 per row; I4: one per 128 elements); a file's own layout is counted exactly.
 Result<std::vector<PlannedTensor>> plan_tensors_at(const ModelConfig& config, DType dtype);
 
 // Weights of a model spec as load_checkpoint accepts it, without materializing anything:

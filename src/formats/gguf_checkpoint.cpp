@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "formats/quant_companions.h"
 #include "model/tensor_layout.h"
 
 namespace anvil {
@@ -85,6 +86,19 @@ Status check_tensor(const Checkpoint& ckpt, const std::string& name, const std::
     return Status::error(ckpt.source + ": tensor " + name + " has shape " + t->shape_string() + ", expected " +
                          shape_string(expected));
   return Status::ok();
+}
+
+// anvil.quantization.* (written by `anvil quantize`; docs/FORMATS.md), all optional.
+Result<QuantizationInfo> quantization_from_gguf(const GgufFile& file) {
+  QuantizationInfo q;
+  ANVIL_ASSIGN_OR_RETURN(q.scheme, file.get_string("anvil.quantization.scheme", ""));
+  ANVIL_ASSIGN_OR_RETURN(q.granularity, file.get_string("anvil.quantization.granularity", ""));
+  ANVIL_ASSIGN_OR_RETURN(q.group_size, file.get_int("anvil.quantization.group_size", 0));
+  ANVIL_ASSIGN_OR_RETURN(q.symmetric, file.get_bool("anvil.quantization.symmetric", true));
+  if (q.group_size < 0 || q.group_size > kMaxHyperparameter)
+    return Status::error(file.path() + ": anvil.quantization.group_size " + std::to_string(q.group_size) +
+                         " is out of range");
+  return q;
 }
 
 }  // namespace
@@ -285,6 +299,8 @@ Result<Checkpoint> checkpoint_from_gguf(const GgufFile& file) {
     ckpt.tensors.emplace(t.name, std::move(t));
   }
   if (file.mapped_file()) ckpt.storage.push_back(file.mapped_file());
+  ANVIL_RETURN_IF_ERROR(attach_quant_companions(ckpt));
+  ANVIL_ASSIGN_OR_RETURN(ckpt.quantization, quantization_from_gguf(file));
   ANVIL_RETURN_IF_ERROR(check_checkpoint_tensors(ckpt));
   return ckpt;
 }

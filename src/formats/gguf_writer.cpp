@@ -15,6 +15,7 @@
 
 #include "formats/gguf_checkpoint.h"
 #include "formats/gguf_reader.h"
+#include "formats/quant_companions.h"
 #include "formats/rope_permute.h"
 #include "model/rope.h"
 
@@ -119,6 +120,10 @@ uint32_t file_type_for(DType dtype) {
     case DType::Q4_K: return 15;  // Q4_K_M
     case DType::Q6_K: return 18;
     case DType::BF16: return 32;
+    // llama.cpp has no file type for anvil's scaled types (and cannot load them): "guessed".
+    case DType::F8_E4M3:
+    case DType::I8:
+    case DType::I4: return 1024;
     case DType::Count: break;
   }
   return 0;
@@ -199,7 +204,7 @@ Status validate_tensor(const std::string& path, const Tensor& t) {
   if (t.nbytes != dtype_bytes(t.dtype, t.numel()) || (t.data == nullptr && t.nbytes > 0))
     return Status::error(what + " " + t.shape_string() + " " + info.name + " has " + std::to_string(t.nbytes) +
                          " bytes of data, expected " + std::to_string(dtype_bytes(t.dtype, t.numel())));
-  return Status::ok();
+  return check_quant_scales(t).with_context(path);
 }
 
 // Splits "blk.12.attn_q.weight" into (12, "attn_q.weight"); nullopt for other names.
@@ -273,7 +278,15 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
       p.order = qk_order;
       p.head_dim = c.head_dim;
     }
+    const RopeRowOrder order = p.order;
     plan.push_back(std::move(p));
+    // Scales and zero points follow their weight, one row per weight row (reordered with it).
+    for (const Tensor& companion : quant_companion_tensors(*tensor)) {
+      PlannedTensor q{companion.name, companion.dtype, companion.shape, companion.data, companion.nbytes};
+      q.order = order;
+      q.head_dim = c.head_dim;
+      plan.push_back(std::move(q));
+    }
   }
   if (!rope_freqs.empty()) {
     PlannedTensor p{"rope_freqs.weight", DType::F32, {static_cast<int64_t>(rope_freqs.size())},
@@ -305,7 +318,7 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
       for (int64_t d : p.shape) n *= d;
       weight_elems[p.dtype] += n;
     }
-    quantized |= dtype_info(p.dtype).block_elems > 1;
+    quantized |= dtype_is_ggml_block(p.dtype);
   }
   DType main_dtype = DType::F32;
   int64_t most = -1;
@@ -319,6 +332,13 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
   kv.kv_u32("general.alignment", kAlignment);
   kv.kv_u32("general.file_type", file_type_for(main_dtype));
   if (quantized) kv.kv_u32("general.quantization_version", 2);
+  if (const QuantizationInfo& q = checkpoint.quantization; !q.scheme.empty()) {
+    ANVIL_RETURN_IF_ERROR(check_u32(path, "quantization group size", q.group_size));
+    kv.kv_string("anvil.quantization.scheme", q.scheme);
+    kv.kv_string("anvil.quantization.granularity", q.granularity);
+    kv.kv_u32("anvil.quantization.group_size", static_cast<uint32_t>(q.group_size));
+    kv.kv_bool("anvil.quantization.symmetric", q.symmetric);
+  }
   kv.kv_u32(a + "context_length", static_cast<uint32_t>(c.context_length));
   kv.kv_u32(a + "embedding_length", static_cast<uint32_t>(c.dim));
   kv.kv_u32(a + "feed_forward_length", static_cast<uint32_t>(c.hidden_dim));

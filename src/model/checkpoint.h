@@ -27,11 +27,23 @@ namespace anvil {
 //   blk.N.ffn_up.weight    (hidden_dim, dim)
 //   blk.N.ffn_down.weight  (dim, hidden_dim)
 // q/k rows are as stored in the source file; config.rope_style says which RoPE pairing they need.
+// How `anvil quantize` produced the weights (GGUF metadata anvil.quantization.*, see
+// docs/FORMATS.md); an empty scheme for checkpoints it did not write.
+struct QuantizationInfo {
+  std::string scheme;       // "fp8", "w8a8", "w4a16-rtn", "q8_0", "q4_0", "q4_k"
+  std::string granularity;  // "per-channel", "per-tensor", "group" or "block" (GGML types)
+  int64_t group_size = 0;   // elements per scale along a row; 0 for whole rows
+  bool symmetric = true;
+};
+
+// Weights of the scaled types (F8_E4M3, I8, I4) carry their scales in Tensor::quant; files store
+// them as companion tensors (NAME_scale, NAME_zero), which never appear in `tensors`.
 struct Checkpoint {
   ModelConfig config;
   Vocab vocab;
   std::map<std::string, Tensor> tensors;
   std::string source;  // path or "dummy:<preset>", for messages
+  QuantizationInfo quantization;
   // Keeps the bytes behind `tensors` alive (memory maps, owned buffers).
   std::vector<std::shared_ptr<const void>> storage;
 

@@ -217,6 +217,10 @@ Result<Checkpoint> create_dummy_checkpoint(const std::string& spec, const Progre
   DType dtype = preset->default_dtype;
   if (!dtype_name.empty()) {
     std::optional<DType> parsed = dtype_from_name(dtype_name);
+    if (parsed && dtype_has_external_scales(*parsed))
+      return Status::error(fmt::format("{}: {} weights need scales; make them with `anvil quantize --model dummy:{} "
+                                       "--scheme fp8|w8a8|w4a16-rtn --out FILE.gguf`",
+                                       spec, dtype_info(*parsed).name, preset_name));
     if (!parsed || !dtype_info(*parsed).from_float)
       return Status::error(fmt::format("{}: unknown weight dtype '{}'; use f32, f16, bf16, q8_0, q4_0, q4_k or q6_k",
                                        spec, dtype_name));

@@ -23,6 +23,8 @@ class Binder {
     if (cols % dtype_info(t->dtype).block_elems != 0)
       return Status::error(fmt::format("{}: tensor {} has rows of {} elements, not a multiple of the {} block size",
                                        checkpoint_.source, name, cols, dtype_name(t->dtype)));
+    // Every loader attaches and checks scales; this also covers checkpoints built in memory.
+    ANVIL_RETURN_IF_ERROR(check_quant_scale_layout(*t).with_context(checkpoint_.source));
     return t;
   }
 
@@ -33,6 +35,9 @@ class Binder {
     if (t->numel() != n || t->cols() != n)
       return Status::error(fmt::format("{}: tensor {} has shape {}, expected ({},)", checkpoint_.source, name,
                                        t->shape_string(), n));
+    if (dtype_has_external_scales(t->dtype))
+      return Status::error(fmt::format("{}: tensor {} is {}; norms, biases and rope tables must be float", checkpoint_.source,
+                                       name, dtype_name(t->dtype)));
     if (n % dtype_info(t->dtype).block_elems != 0)
       return Status::error(fmt::format("{}: tensor {} of {} elements cannot be {}", checkpoint_.source, name, n,
                                        dtype_name(t->dtype)));

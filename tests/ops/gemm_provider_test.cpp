@@ -19,7 +19,7 @@ struct Problem {
   std::vector<std::byte> bytes;
   std::vector<float> x;
   std::vector<double> reference;  // (m, n)
-  Tensor weight() const { return Tensor{"w", dtype, {n, k}, bytes.data(), bytes.size()}; }
+  Tensor weight() const { return Tensor{"w", dtype, {n, k}, bytes.data(), bytes.size(), {}}; }
 };
 
 Problem make_problem(DType dtype, int64_t m, int64_t n, int64_t k, std::mt19937& rng) {
@@ -100,7 +100,7 @@ TEST(GemmProvider, EveryProviderEveryDtypeMatchesReference) {
 
 TEST(GemmProvider, ReportsBadArgumentsAsStatus) {
   std::vector<float> w(4 * 6, 1.0f), x(6, 1.0f), y(4);
-  Tensor weight{"w", DType::F32, {4, 6}, reinterpret_cast<const std::byte*>(w.data()), w.size() * sizeof(float)};
+  Tensor weight{"w", DType::F32, {4, 6}, reinterpret_cast<const std::byte*>(w.data()), w.size() * sizeof(float), {}};
   Tensor flat = weight;
   flat.shape = {24};
   ThreadPool pool(1);

@@ -64,7 +64,7 @@ Weights make_weights(DType dtype, int64_t rows, int64_t k, std::mt19937& rng) {
   w.bytes.resize(dtype_bytes(dtype, rows * k));
   const size_t row_bytes = dtype_bytes(dtype, k);
   for (int64_t r = 0; r < rows; ++r) info.from_float(&values[r * k], w.bytes.data() + r * row_bytes, k);
-  w.tensor = Tensor{"w", dtype, {rows, k}, w.bytes.data(), w.bytes.size()};
+  w.tensor = Tensor{"w", dtype, {rows, k}, w.bytes.data(), w.bytes.size(), {}};
   w.dequantized.resize(rows * k);
   for (int64_t r = 0; r < rows; ++r) info.to_float(w.tensor.row(r), &w.dequantized[r * k], k);
   return w;

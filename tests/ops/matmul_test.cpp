@@ -27,7 +27,7 @@ TEST(Matmul, EveryDtypeMatchesReference) {
     for (float& v : x) v = dist(rng);
     std::vector<std::byte> bytes(dtype_bytes(dtype, out * in));
     for (int64_t r = 0; r < out; ++r) info.from_float(&w_float[r * in], bytes.data() + dtype_bytes(dtype, in) * r, in);
-    Tensor w{"w", dtype, {out, in}, bytes.data(), bytes.size()};
+    Tensor w{"w", dtype, {out, in}, bytes.data(), bytes.size(), {}};
 
     std::vector<float> dequantized(out * in);
     for (int64_t r = 0; r < out; ++r) info.to_float(w.row(r), &dequantized[r * in], in);

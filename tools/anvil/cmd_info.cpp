@@ -97,11 +97,14 @@ int info(const InfoOptions& options) {
     uint64_t weight_bytes = 0;
     std::map<std::string, int> dtype_counts;
     for (const auto& [name, tensor] : shared->tensors) {
-      weight_bytes += tensor.nbytes;
+      weight_bytes += tensor.nbytes + tensor.scale_bytes();  // scaled types: codes plus scales
       ++dtype_counts[dtype_name(tensor.dtype)];
     }
     m["weight_bytes"] = weight_bytes;
     m["tensor_dtypes"] = dtype_counts;
+    if (const QuantizationInfo& q = shared->quantization; !q.scheme.empty())
+      m["quantization"] = {{"scheme", q.scheme}, {"granularity", q.granularity}, {"group_size", q.group_size},
+                           {"symmetric", q.symmetric}};
     m["vocab"] = {{"model", shared->vocab.model}, {"size", shared->vocab.size()}};
     out["model"] = m;
   } else {
@@ -155,6 +158,13 @@ int info(const InfoOptions& options) {
                m["vocab_size"].get<int64_t>(), m["context_length"].get<int64_t>());
     fmt::print("weights:  {} parameters, {:.2f} GiB ({})\n", format_count(m["parameters"].get<int64_t>()),
                m["weight_bytes"].get<uint64_t>() / 1073741824.0, m["tensor_dtypes"].dump());
+    if (m.contains("quantization")) {
+      const auto& q = m["quantization"];
+      std::string detail = q["granularity"].get<std::string>();
+      if (q["group_size"].get<int64_t>() > 0) detail += fmt::format(" {}", q["group_size"].get<int64_t>());
+      detail += q["symmetric"].get<bool>() ? ", symmetric" : ", asymmetric";
+      fmt::print("quantization: {} ({})\n", q["scheme"].get<std::string>(), detail);
+    }
     fmt::print("tokenizer: {} ({} tokens)\n", m["vocab"]["model"].get<std::string>(), m["vocab"]["size"].get<int64_t>());
   } else {
     fmt::print("\nbuilt-in presets (--model dummy:<name>[:dtype], random weights at the real shapes):\n");

@@ -17,6 +17,7 @@ void add_bench_engine_commands(CLI::App& bench, int& exit_code);  // bench laten
 void add_bench_sweep_command(CLI::App& bench, int& exit_code);    // bench sweep (configuration sweep)
 void add_plan_command(CLI::App& app, int& exit_code);
 void add_perplexity_command(CLI::App& app, int& exit_code);
+void add_quantize_command(CLI::App& app, int& exit_code);
 
 // Shared helpers.
 int fail(const std::string& message);  // prints "anvil: error: message" to stderr, returns 1

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   anvil::cli::add_run_command(app, exit_code);
   anvil::cli::add_convert_command(app, exit_code);
+  anvil::cli::add_quantize_command(app, exit_code);
   anvil::cli::add_info_command(app, exit_code);
   anvil::cli::add_bench_command(app, exit_code);
   anvil::cli::add_tokenize_command(app, exit_code);

@@ -28,7 +28,9 @@ class GemvGemm final : public GemmProvider {
   const char* name() const override { return "gemv"; }
   bool supports(DType, int64_t, int64_t, int64_t) const override { return true; }
   GemmCompute compute(DType weight_dtype) const override {
-    return dtype_info(weight_dtype).block_elems > 1 ? GemmCompute::Int8Activations : GemmCompute::F32;
+    // GGML blocks and I8 (W8A8) multiply int8 activations; F8_E4M3 and I4 take them in f32.
+    return dtype_is_ggml_block(weight_dtype) || weight_dtype == DType::I8 ? GemmCompute::Int8Activations
+                                                                          : GemmCompute::F32;
   }
   Status run(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m_tokens, float* y) override {
     ANVIL_RETURN_IF_ERROR(check_gemm_args(*this, weight, x, m_tokens, y));
@@ -49,6 +51,7 @@ Status check_gemm_args(const GemmProvider& provider, const Tensor& weight, const
   if (weight.cols() % dtype_info(weight.dtype).block_elems != 0)
     return Status::error(where + ": " + std::to_string(weight.cols()) + " columns is not a multiple of the " +
                          dtype_name(weight.dtype) + " block size");
+  ANVIL_RETURN_IF_ERROR(check_quant_scale_layout(weight).with_context("gemm provider " + std::string(provider.name())));
   if (!provider.supports(weight.dtype, m_tokens, weight.rows(), weight.cols()))
     return Status::error(where + ": " + dtype_name(weight.dtype) + " " + weight.shape_string() +
                          " is not supported on this CPU");

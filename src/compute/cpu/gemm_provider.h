@@ -14,7 +14,8 @@ namespace anvil {
 
 // The precision the products are computed in, so callers (and tests) know the error to expect:
 // F32 ~1e-5 relative, BF16 ~1e-2 (x and W rounded to bfloat16, f32 accumulation),
-// Int8Activations ~1e-2 (x quantized per block of 32 to int8, exact integer products).
+// Int8Activations ~1e-2 (x quantized to int8 per block of 32 for GGML blocks, per token for I8
+// weights (W8A8); exact integer products).
 enum class GemmCompute { F32, BF16, Int8Activations };
 
 // x: (m_tokens, k_in) floats row-major; weight: (n_out, k_in) of any DType; y: (m_tokens, n_out)

@@ -7,6 +7,7 @@
 
 #include "compute/cpu/gemv_kernels.h"
 #include "compute/cpu/isa.h"
+#include "quant/int8_w8a8.h"
 
 namespace anvil {
 
@@ -14,7 +15,21 @@ using namespace gemv_detail;
 
 namespace {
 
-bool is_float_dtype(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16; }
+// How a weight dtype wants its activations (see GemvActivations).
+enum class ActivationKind { Float, Int8Blocks, Int8PerToken };
+
+ActivationKind activation_kind(DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::F8_E4M3:  // W8A16
+    case DType::I4:       // W4A16
+      return ActivationKind::Float;
+    case DType::I8: return ActivationKind::Int8PerToken;  // W8A8
+    default: return ActivationKind::Int8Blocks;
+  }
+}
 
 // The best kernel at or below the active ISA; every dtype has a scalar kernel.
 GemvKernel select_kernel(DType dtype) {
@@ -37,8 +52,15 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
   out.weight_dtype = weight_dtype;
   out.n_tokens = n_tokens;
   out.k = k;
-  if (is_float_dtype(weight_dtype)) {
+  const ActivationKind kind = activation_kind(weight_dtype);
+  if (kind == ActivationKind::Float) {
     out.f32.assign(x, x + n_tokens * k);
+    return;
+  }
+  if (kind == ActivationKind::Int8PerToken) {
+    out.q.resize(n_tokens * k);
+    out.token_scale.resize(n_tokens);
+    quantize_int8_per_token(x, n_tokens, k, out.q.data(), out.token_scale.data());
     return;
   }
   const int64_t blocks = n_tokens * k / kBlock;
@@ -93,7 +115,7 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
   if (row_begin >= row_end || x.n_tokens <= 0) return;
   const GemvKernel kernel = select_kernel(weight.dtype);
   const int64_t k = x.k;
-  const bool float_weights = is_float_dtype(weight.dtype);
+  const ActivationKind kind = activation_kind(weight.dtype);
   // Tokens beyond kMaxTokens run as further passes over the same rows, a cache-sized block of
   // rows at a time (batched decode), so that the weights come from memory once, not per pass.
   const int64_t block_rows =
@@ -106,8 +128,14 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
       args.row_bytes = weight.row_bytes();
       args.k = k;
       args.n_tokens = static_cast<int>(std::min<int64_t>(kMaxTokens, x.n_tokens - t0));
-      if (float_weights) {
+      args.wscale = weight.quant.scale;
+      args.wzero = weight.quant.zero;
+      args.wgroup = weight.quant.group;
+      if (kind == ActivationKind::Float) {
         args.xf = x.f32.data() + t0 * k;
+      } else if (kind == ActivationKind::Int8PerToken) {
+        args.xq = x.q.data() + t0 * k;
+        args.xtoken_scale = x.token_scale.data() + t0;
       } else {
         args.xq = x.q.data() + t0 * k;
         args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;

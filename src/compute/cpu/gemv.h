@@ -47,6 +47,12 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 //   min_term[(t*k/256 + s)*16 + 8 + j]  Q4_K only: -scale * sum(q) of sub-block j of super-block s
 //                              (lanes 0..7 are zero so one FMA applies the 8 mins)
 //
+// The scaled types (core/quant_scales.h) follow their schemes: F8_E4M3 (W8A16) and I4 (W4A16)
+// weights multiply the float activations (f32), like the float types. I8 weights (W8A8) multiply
+// int8 activations quantized per token (quant/int8_w8a8.h: one symmetric scale amax/127 per
+// token, round to nearest even): q[t*k + i] codes, token_scale[t]; the kernels take exact int32
+// dot products and scale each by w_scale[row] * token_scale[t].
+//
 // Q8_0 and Q4_0 also get a grouped copy for the AVX-512 kernels, per group g of 4 whole blocks
 // (128 elements; the k/32 % 4 trailing blocks have none), token stride k (q) and k/128*16 (lanes):
 //   q_grouped[t*k + g*128 + 16j + i]       element i of block 4g+j        (i < 16)
@@ -68,6 +74,7 @@ struct GemvActivations {
   GemvBuffer<int8_t> q_grouped;
   GemvBuffer<float> scale_grouped;
   GemvBuffer<int32_t> bias_grouped;
+  GemvBuffer<float> token_scale;  // I8 only: n_tokens
 };
 
 // True when gemv supports weights of this dtype (today: every DType).
@@ -78,7 +85,8 @@ bool gemv_supports(DType weight_dtype);
 void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out);
 
 // y[t*y_stride + r] = dot(weight row r, x_t) for r in [row_begin, row_end) and t < x.n_tokens.
-// weight is (rows, k) in GGML layout with weight.dtype == x.weight_dtype. Callers split rows
+// weight is (rows, k) with weight.dtype == x.weight_dtype (and, for the scaled types, valid
+// QuantScales: check_quant_scale_layout). Callers split rows
 // across threads; each weight byte of the range is read from memory once per call whatever
 // n_tokens is. Uses the kernels of active_isa().
 void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin, int64_t row_end, float* y,

@@ -20,7 +20,7 @@ struct GemvArgs {
   size_t row_bytes;
   int64_t k;
   int n_tokens;
-  const float* xf;        // float activations (F32/F16/BF16 weights), stride k
+  const float* xf;        // float activations (F32/F16/BF16, F8_E4M3 and I4 weights), stride k
   const int8_t* xq;       // int8 codes, stride k
   const float* xscale;    // stride k/32*8
   const int32_t* xbias;   // stride k/32*8
@@ -28,6 +28,12 @@ struct GemvArgs {
   const int8_t* xq_grouped;       // Q8_0/Q4_0 grouped copy (see GemvActivations), stride k
   const float* xscale_grouped;    // stride k/128*16
   const int32_t* xbias_grouped;   // stride k/128*16
+  const float* xtoken_scale;      // I8 (W8A8): one activation scale per token (codes in xq)
+  // Scaled weights (F8_E4M3, I8, I4; core/quant_scales.h): row r's scales (and zero points)
+  // start at r * (k / wgroup); wgroup == k for F8_E4M3 and I8 (one scale per row).
+  const float* wscale;
+  const float* wzero;             // asymmetric I4 only; null: the implicit zero (8 for I4)
+  int64_t wgroup;
   int64_t row_begin, row_end;
   float* y;
   int64_t y_stride;

@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "compute/cpu/gemv_kernels.h"
+#include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
+#include "quant/int4_codes.h"
 
 namespace anvil::gemv_detail {
 namespace {
@@ -141,6 +143,58 @@ void q6_k_rows(const GemvArgs& a) {
   }
 }
 
+// F8_E4M3 (W8A16): E4M3 values times f32 activations, one scale per row applied to the dot.
+void f8_e4m3_rows(const GemvArgs& a) {
+  const float* table = e4m3_decode_table();
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const auto* row = reinterpret_cast<const uint8_t*>(a.w + r * a.row_bytes);
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const float* x = a.xf + t * a.k;
+      float partial[8] = {};
+      for (int64_t i = 0; i < a.k; ++i) partial[i % 8] += table[row[i]] * x[i];
+      float sum = 0;
+      for (float p : partial) sum += p;
+      a.y[t * a.y_stride + r] = sum * a.wscale[r];
+    }
+  }
+}
+
+// I8 (W8A8): exact int32 dots of int8 weight codes and per-token int8 activation codes, scaled
+// by w_scale[row] * x_scale[token] (k <= kMaxI8Cols keeps the sum in range).
+void i8_rows(const GemvArgs& a) {
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const auto* row = reinterpret_cast<const int8_t*>(a.w + r * a.row_bytes);
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const int8_t* xq = a.xq + t * a.k;
+      int32_t dot = 0;
+      for (int64_t i = 0; i < a.k; ++i) dot += static_cast<int32_t>(row[i]) * xq[i];
+      a.y[t * a.y_stride + r] = static_cast<float>(dot) * (a.wscale[r] * a.xtoken_scale[t]);
+    }
+  }
+}
+
+// I4 (W4A16): per group, sum((u - zero) * x) in f32, times the group's scale.
+void i4_rows(const GemvArgs& a) {
+  const int64_t groups = a.k / a.wgroup;
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    const auto* row = reinterpret_cast<const uint8_t*>(a.w + r * a.row_bytes);
+    const float* scales = a.wscale + r * groups;
+    const float* zeros = a.wzero ? a.wzero + r * groups : nullptr;
+    for (int t = 0; t < a.n_tokens; ++t) {
+      const float* x = a.xf + t * a.k;
+      float sum = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const float zero = zeros ? zeros[g] : static_cast<float>(kI4ImplicitZero);
+        float partial = 0;
+        for (int64_t i = g * a.wgroup; i < (g + 1) * a.wgroup; ++i)
+          partial += (static_cast<float>(i4_code(row, i)) - zero) * x[i];
+        sum += partial * scales[g];
+      }
+      a.y[t * a.y_stride + r] = sum;
+    }
+  }
+}
+
 }  // namespace
 
 GemvKernel scalar_kernel(DType dtype) {
@@ -152,6 +206,9 @@ GemvKernel scalar_kernel(DType dtype) {
     case DType::Q4_0: return q4_0_rows;
     case DType::Q4_K: return q4_k_rows;
     case DType::Q6_K: return q6_k_rows;
+    case DType::F8_E4M3: return f8_e4m3_rows;
+    case DType::I8: return i8_rows;
+    case DType::I4: return i4_rows;
     default: return nullptr;
   }
 }

@@ -12,6 +12,7 @@
 #include "compute/cpu/gemm_provider.h"
 #include "compute/cpu/gemv.h"
 #include "compute/cpu/vector_ops.h"
+#include "quant/scaled_dequant.h"
 
 namespace anvil {
 
@@ -22,6 +23,9 @@ void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
     case DType::F32: std::memcpy(dst, src, cols * sizeof(float)); break;
     case DType::BF16: bf16_row_to_f32(reinterpret_cast<const uint16_t*>(src), dst, cols); break;
     case DType::F16: f16_row_to_f32(reinterpret_cast<const uint16_t*>(src), dst, cols); break;
+    case DType::F8_E4M3:
+    case DType::I8:
+    case DType::I4: dequantize_scaled_row(weight, row, dst); break;
     default: dtype_info(weight.dtype).to_float(src, dst, cols); break;
   }
 }
@@ -79,7 +83,9 @@ GemmProvider* forced_provider() {
 
 void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
   GemmProvider* provider = forced_provider();
-  const int64_t gemm_min = dtype_info(weight.dtype).block_elems > 1 ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
+  // The scaled types (F8_E4M3, I8, I4) have only scalar GEMV kernels so far: prefill-sized calls
+  // go to oneDNN as early as for float weights.
+  const int64_t gemm_min = dtype_is_ggml_block(weight.dtype) ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
   if (!provider && n_tokens >= gemm_min) provider = find_gemm_provider("onednn");
   if (provider && provider->supports(weight.dtype, n_tokens, weight.rows(), weight.cols())) {
     // A provider that fails (e.g. oneDNN cannot create a primitive) leaves the call to GEMV.

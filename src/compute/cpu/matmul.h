@@ -30,7 +30,9 @@ void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t
 // unquantized activations. Slow; the baseline every fast path is tested against.
 void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
 
-// Dequantizes one row of a weight into dst (cols floats).
+// Dequantizes one row of a weight into dst (cols floats), applying the QuantScales of the scaled
+// types (F8_E4M3, I8, I4). Every reader of weight values goes through here (matmul_reference,
+// oneDNN's conversion, embedding lookups, dtype conversion and quantization).
 void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst);
 
 }  // namespace anvil

@@ -176,6 +176,7 @@ void weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* r
       default: break;
     }
   }
+  // Everything else, the scaled types (F8_E4M3, I8, I4, with their QuantScales) included.
   weight_row_to_f32(weight, r, row);
   f32_to_bf16(row, dst, k);
 }

@@ -102,6 +102,26 @@ TEST(BenchReport, CompareMatchesBatchSizesAndGivesRatios) {
   EXPECT_NE(mixed.status().message().find("different benchmarks"), std::string::npos);
 }
 
+// Serve reports pair by concurrency and request rate; an unbounded level and "inf" read clearly.
+TEST(BenchReport, CompareServeReportsByConcurrencyAndRate) {
+  auto serve = [](double output_throughput, double ttft_p99) {
+    return nlohmann::json{{"bench", "serve"},
+                          {"results", {{{"concurrency", 8}, {"request_rate", "inf"},
+                                        {"output_throughput", output_throughput}, {"ttft_ms_p99", ttft_p99}},
+                                       {{"concurrency", 0}, {"request_rate", 4.0}, {"output_throughput", 1.0}}}}};
+  };
+  Result<std::vector<MetricComparison>> rows = compare_bench_reports(serve(100, 50), serve(110, 40));
+  ASSERT_TRUE(rows) << rows.status().message();
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].key, "concurrency=8 rate=\"inf\"");
+  EXPECT_EQ((*rows)[0].metric, "output_throughput");
+  EXPECT_DOUBLE_EQ(*(*rows)[0].ratio, 1.1);
+  EXPECT_TRUE((*rows)[0].higher_is_better);
+  EXPECT_EQ((*rows)[1].metric, "ttft_ms_p99");
+  EXPECT_FALSE((*rows)[1].higher_is_better);
+  EXPECT_EQ((*rows)[2].key, "concurrency=unbounded rate=4");
+}
+
 TEST(BenchReport, ReadRejectsWhatIsNotAReport) {
   const std::filesystem::path dir = testing::scratch_dir("bench_report_test");
   ASSERT_TRUE(write_text_file((dir / "bad.json").string(), "{not json"));

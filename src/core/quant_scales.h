@@ -1,0 +1,41 @@
+// QuantScales: the scales (and zero points) that F8_E4M3, I8 and I4 weights keep outside their
+// code bytes, as compressed-tensors (`weight_scale`, `weight_zero_point`) and GPTQ (`scales`,
+// `qzeros`) checkpoints do; and their validation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "anvil/status.h"
+
+namespace anvil {
+
+struct Tensor;
+
+// For a (rows, cols) weight and g = cols / group scale groups per row:
+//   w[r][c] = (code[r][c] - zero[r][c / group]) * scale[r][c / group]
+//   scale   (rows, g) floats, row-major, finite
+//   zero    (rows, g) floats holding integers 0..15; asymmetric I4 only. Null means the dtype's
+//           implicit zero: 0 for F8_E4M3 and I8, 8 for I4 (signed codes stored with +8).
+//   group   elements per scale along a row. F8_E4M3 and I8 are per channel (group == cols);
+//           a per-tensor scale is stored as the same value in every row, so kernels see one
+//           layout. I4 groups are 32, 64 or 128.
+// The arrays belong to whoever owns the weight bytes (a file mapping, a Checkpoint's storage).
+struct QuantScales {
+  const float* scale = nullptr;
+  const float* zero = nullptr;
+  int64_t group = 0;
+};
+
+// I8 dot products accumulate in int32: 127 * 127 * cols must stay below 2^31.
+constexpr int64_t kMaxI8Cols = 133000;
+
+// Ok when the tensor's scales fit its dtype: none for the plain and GGML block types; for the
+// scaled types a 2-D weight with scales present, a supported group that divides the row and
+// zero points only for I4. Cheap (no pass over the arrays): for per-call argument checks.
+Status check_quant_scale_layout(const Tensor& tensor);
+// The layout check plus the values: finite scales, zero points integers in 0..15. One pass over
+// the scale arrays: for loading. Messages name the tensor.
+Status check_quant_scales(const Tensor& tensor);
+
+}  // namespace anvil

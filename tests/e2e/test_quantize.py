@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `anvil quantize` on dummy:tiny-llama: every scheme writes a GGUF that
+`anvil run` loads and generates from; the quantized model's logits equal those of its own
+dequantized copy (the kernels honour the scales) and stay close to the f32 model's (fp8, w8a8,
+q8_0); NumPy, reading the file independently, finds every quantized element within its scheme's
+bound of the source weight; truncated files, wrong-shaped or missing scale tensors and options a
+scheme does not take fail with one clear error.
+
+Run by CTest as: test_quantize.py --anvil BIN --shared-data DIR --tmp DIR
+"""
+import argparse
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_tensors  # noqa: E402
+
+ARGS = None
+MODEL = "dummy:tiny-llama"
+PROMPT = "1,70,80,90,100,7,300,12"  # 8 tokens: the GEMV path (prefill GEMM starts at 16)
+LONG_PROMPT = ",".join(str(5 + 13 * i) for i in range(24))  # 24 tokens: the oneDNN path
+LINEAR = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+# name -> (quantize arguments, weight type, logits relative error bound against the f32 model or
+# None where 4-bit noise on random weights makes the comparison meaningless)
+SCHEMES = {
+    "fp8": (["--scheme", "fp8"], "F8_E4M3", 0.25),
+    "fp8-per-tensor": (["--scheme", "fp8", "--per-tensor"], "F8_E4M3", 0.25),
+    "w8a8": (["--scheme", "w8a8"], "I8", 0.08),
+    "w4a16-rtn": (["--scheme", "w4a16-rtn", "--group", "32"], "I4", None),
+    "w4a16-rtn-asym": (["--scheme", "w4a16-rtn", "--group", "32", "--asym"], "I4", None),
+    "q8_0": (["--scheme", "q8_0"], "Q8_0", 0.08),
+    "q4_0": (["--scheme", "q4_0"], "Q4_0", None),
+}
+
+
+def run(*args, env=None, timeout=300):
+    proc = subprocess.run([ARGS.anvil, *args], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def tmp_path(name):
+    return os.path.join(ARGS.tmp, name)
+
+
+def logits(model, prompt, env=None):
+    path = tmp_path(model.replace("/", "_").replace(":", "_") + f".{len(prompt)}.{id(env)}.logits")
+    code, _, err = run("run", "--model", model, "--prompt-tokens", prompt, "-n", "1", "--logits-out", path, env=env)
+    assert code == 0, err
+    return np.fromfile(path, dtype="<f4").astype(np.float64)
+
+
+def relative_error(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+class Fixture:
+    """The f32 source (as GGUF, for NumPy) and each scheme's file, built once."""
+    built = False
+
+    @classmethod
+    def build(cls):
+        if cls.built:
+            return
+        cls.f32_path = tmp_path("f32.gguf")
+        code, _, err = run("convert", "--model", MODEL, "--out", cls.f32_path)
+        assert code == 0, err
+        cls.f32 = gguf_tensors.read(cls.f32_path)
+        cls.files, cls.summaries = {}, {}
+        for name, (args, _, _) in SCHEMES.items():
+            path = tmp_path(name + ".gguf")
+            code, out, err = run("quantize", "--model", MODEL, *args, "--out", path)
+            assert code == 0, f"{name}: {err}"
+            cls.files[name], cls.summaries[name] = path, out
+        cls.built = True
+
+
+class QuantizeAndRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        Fixture.build()
+
+    def test_summary_reports_tensors_bits_and_error(self):
+        for name, out in Fixture.summaries.items():
+            with self.subTest(name):
+                self.assertIn("quantized:  14 tensors", out)
+                self.assertIn("bits per weight", out)
+                self.assertIn("relative RMS round-trip error", out)
+        self.assertIn("(group 32, asymmetric)", Fixture.summaries["w4a16-rtn-asym"])
+        self.assertIn("(per-tensor)", Fixture.summaries["fp8-per-tensor"])
+
+    def test_every_scheme_runs(self):
+        for name, path in Fixture.files.items():
+            with self.subTest(name):
+                code, out, err = run("run", "--model", path, "--prompt-tokens", "1,2,3", "-n", "8", "--temp", "0",
+                                     "--print-token-ids")
+                self.assertEqual(code, 0, err)
+                ids = out.strip().splitlines()[-1].split(",")
+                self.assertEqual(len(ids), 8, out)
+
+    def test_quantized_logits_equal_the_dequantized_models(self):
+        # `anvil convert --type f32` dequantizes through the scales: the same weights in f32. On the
+        # GEMV path (8 tokens) W8A16/W4A16 differ only by f32 summation order; W8A8 also quantizes
+        # activations per token. The 24-token prompt runs oneDNN (bf16 compute with AVX512-BF16).
+        # With ANVIL_GEMM=reference every scheme is the same f32 arithmetic.
+        for name, path in Fixture.files.items():
+            with self.subTest(name):
+                dequantized = tmp_path(name + "-dequantized.gguf")
+                code, _, err = run("convert", "--model", path, "--type", "f32", "--out", dequantized)
+                self.assertEqual(code, 0, err)
+                reference = {"ANVIL_GEMM": "reference"}
+                self.assertLess(relative_error(logits(path, PROMPT, reference), logits(dequantized, PROMPT, reference)),
+                                1e-5)
+                gemv_bound = 0.05 if name == "w8a8" else 1e-4
+                if name in ("q8_0", "q4_0"):
+                    gemv_bound = 0.05  # GGML blocks: int8 activations per 32
+                self.assertLess(relative_error(logits(path, PROMPT), logits(dequantized, PROMPT)), gemv_bound)
+                self.assertLess(relative_error(logits(path, LONG_PROMPT), logits(dequantized, LONG_PROMPT)), 0.05)
+
+    def test_logits_stay_close_to_the_f32_model(self):
+        # Random weights have small logit margins, so greedy ids may flip after a few tokens;
+        # the logits themselves are the robust check.
+        reference = logits(MODEL, PROMPT)
+        for name, (_, _, bound) in SCHEMES.items():
+            if bound is None:
+                continue
+            with self.subTest(name):
+                self.assertLess(relative_error(logits(Fixture.files[name], PROMPT), reference), bound)
+
+    def test_info_shows_the_scheme(self):
+        code, out, err = run("info", "--model", Fixture.files["w4a16-rtn-asym"], "--no-measure")
+        self.assertEqual(code, 0, err)
+        self.assertIn("quantization: w4a16-rtn (group 32, asymmetric)", out)
+        code, out, err = run("info", "--model", Fixture.files["w8a8"], "--json", "--no-measure")
+        self.assertEqual(code, 0, err)
+        self.assertIn('"scheme": "w8a8"', out)
+
+
+class NumpyDequantization(unittest.TestCase):
+    """Reads the files with gguf_tensors.py (written from docs/FORMATS.md) and checks each element
+    against the f32 source within its scheme's bound."""
+
+    @classmethod
+    def setUpClass(cls):
+        Fixture.build()
+
+    def check_scheme(self, name, bound_fn):
+        q = gguf_tensors.read(Fixture.files[name])
+        self.assertEqual(q.value("anvil.quantization.scheme"), name.replace("-per-tensor", "").replace("-asym", ""))
+        weight_type = SCHEMES[name][1]
+        checked = 0
+        for tname, tensor in q.tensors.items():
+            if tname.endswith("_scale") or tname.endswith("_zero"):
+                continue
+            source = Fixture.f32.tensors[tname]
+            if not any(f".{layer}.weight" in tname for layer in LINEAR):
+                # Embeddings, norms and the output layer are left as they were.
+                self.assertEqual(tensor.type_name, "F32", tname)
+                self.assertEqual(tensor.raw, source.raw, tname)
+                continue
+            self.assertEqual(tensor.type_name, weight_type, tname)
+            w = source.floats().astype(np.float64)
+            dequantized, scale = gguf_tensors.dequantize(q, tname)
+            err = np.abs(dequantized - w)
+            bound = bound_fn(w, scale)
+            worst = np.argmax(err - bound)
+            self.assertTrue(np.all(err <= bound), f"{name} {tname}: element {np.unravel_index(worst, w.shape)} "
+                                                   f"off by {err.flat[worst]:.3g}, bound {bound.flat[worst]:.3g}")
+            checked += 1
+        self.assertEqual(checked, 14)
+        return q
+
+    def test_fp8_within_e4m3_rounding(self):
+        def bound(w, s):
+            scaled = np.abs(w) / np.where(s > 0, s, 1)
+            return np.maximum(scaled / 16, 2.0 ** -10) * s + 1e-6 * np.abs(w)
+        for name in ("fp8", "fp8-per-tensor"):
+            q = self.check_scheme(name, bound)
+            scale = q.tensors["blk.0.ffn_up.weight_scale"].floats()
+            self.assertEqual(scale.shape, (160, 1))
+            w = Fixture.f32.tensors["blk.0.ffn_up.weight"].floats()
+            if name == "fp8":
+                np.testing.assert_allclose(scale[:, 0], np.abs(w).max(axis=1) / 448, rtol=1e-6)
+            else:
+                self.assertTrue(np.all(scale == scale[0, 0]))
+
+    def test_int8_within_half_a_step(self):
+        q = self.check_scheme("w8a8", lambda w, s: s / 2 * (1 + 1e-6) + 1e-7 * np.abs(w))
+        codes = gguf_tensors.codes(q.tensors["blk.1.attn_v.weight"])
+        self.assertLessEqual(np.abs(codes).max(), 127)
+
+    def test_int4_within_half_a_step(self):
+        for name in ("w4a16-rtn", "w4a16-rtn-asym"):
+            q = self.check_scheme(name, lambda w, s: s / 2 * (1 + 1e-5) + 1e-7 * np.abs(w))
+            self.assertEqual(q.tensors["blk.0.ffn_down.weight_scale"].shape, (64, 160 // 32))
+            self.assertEqual(q.value("anvil.quantization.group_size"), 32)
+            has_zero = "blk.0.ffn_down.weight_zero" in q.tensors
+            self.assertEqual(has_zero, name.endswith("asym"))
+            self.assertEqual(q.value("anvil.quantization.symmetric"), not name.endswith("asym"))
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        Fixture.build()
+
+    def expect_error(self, args, must_contain):
+        code, _, err = run(*args)
+        lines = [l for l in err.splitlines() if l.strip()]
+        errors = [l for l in lines if l.startswith("anvil: error:")]
+        self.assertEqual(code, 1, err)
+        self.assertEqual(len(errors), 1, err)
+        self.assertEqual(lines[-1], errors[0], err)
+        self.assertIn(must_contain, errors[0])
+
+    def rewritten(self, name, edit):
+        """fp8.gguf with `edit(tensors)` applied to its tensor dict, written as a new file."""
+        g = gguf_tensors.read(Fixture.files["fp8"])
+        edit(g.tensors)
+        path = tmp_path(name)
+        gguf_tensors.write(path, g)
+        return path
+
+    def test_truncated_file(self):
+        with open(Fixture.files["w4a16-rtn"], "rb") as f:
+            data = f.read()
+        path = tmp_path("truncated.gguf")
+        with open(path, "wb") as f:
+            f.write(data[: len(data) * 2 // 3])
+        self.expect_error(["run", "--model", path, "--prompt-tokens", "1"], "truncated")
+
+    def test_scale_of_the_wrong_shape(self):
+        def halve_rows(tensors):
+            t = tensors["blk.0.attn_q.weight_scale"]
+            rows, groups = t.shape
+            tensors[t.name] = gguf_tensors.Tensor(t.name, t.type_id, (rows // 2, groups), t.raw[: len(t.raw) // 2])
+        path = self.rewritten("bad-scale-shape.gguf", halve_rows)
+        self.expect_error(["run", "--model", path, "--prompt-tokens", "1"],
+                          "tensor blk.0.attn_q.weight_scale has shape (32, 1); for weight blk.0.attn_q.weight "
+                          "(64, 64) it must be (64, G)")
+
+    def test_missing_scale(self):
+        path = self.rewritten("no-scale.gguf", lambda tensors: tensors.pop("blk.1.ffn_gate.weight_scale"))
+        self.expect_error(["run", "--model", path, "--prompt-tokens", "1"],
+                          "blk.1.ffn_gate.weight (F8_E4M3 (160, 64)) has no scales")
+
+    def test_non_finite_scale(self):
+        def poison(tensors):
+            t = tensors["blk.0.attn_k.weight_scale"]
+            raw = bytearray(t.raw)
+            raw[4:8] = np.array([np.inf], dtype="<f4").tobytes()
+            tensors[t.name] = gguf_tensors.Tensor(t.name, t.type_id, t.shape, bytes(raw))
+        path = self.rewritten("inf-scale.gguf", poison)
+        self.expect_error(["run", "--model", path, "--prompt-tokens", "1"], "scale (row 1, group 0) is not finite")
+
+    def test_options_and_shapes_a_scheme_does_not_take(self):
+        out = tmp_path("never.gguf")
+        base = ["quantize", "--model", MODEL, "--out", out]
+        self.expect_error(base + ["--scheme", "w4a16-rtn"], "not a multiple of --group 128; try --group 32")
+        self.expect_error(base + ["--scheme", "q4_k"], "not a multiple of the Q4_K block of 256")
+        self.expect_error(base + ["--scheme", "w4a16-gptq"], "not available yet")
+        self.expect_error(base + ["--scheme", "w8a8", "--smoothquant"], "SmoothQuant is not available yet")
+        self.expect_error(base + ["--scheme", "fp8", "--calib", "calib.txt"], "--calib: scheme fp8 takes no")
+        self.expect_error(base + ["--scheme", "fp8", "--group", "32"], "--group applies to w4a16-rtn only")
+        self.expect_error(base + ["--scheme", "w4a16-rtn", "--group", "48"], "must be 32, 64 or 128")
+        self.expect_error(base + ["--scheme", "int3"], "unknown scheme 'int3'")
+        self.expect_error(["convert", "--model", MODEL, "--out", out, "--type", "i8"], "use `anvil quantize")
+        self.assertFalse(os.path.exists(out))
+
+
+class GgmlSchemes(unittest.TestCase):
+    def test_q4_k_on_a_model_with_256_wide_rows(self):
+        # tiny-llama's rows (64, 160) are not whole Q4_K super-blocks; small-llama's (512, 1536) are.
+        path = tmp_path("small-q4_k.gguf")
+        code, out, err = run("quantize", "--model", "dummy:small-llama", "--scheme", "q4_k", "--out", path)
+        self.assertEqual(code, 0, err)
+        q = gguf_tensors.read(path)
+        self.assertEqual(q.tensors["blk.0.ffn_down.weight"].type_name, "Q4_K")
+        self.assertEqual(q.tensors["token_embd.weight"].type_name, "F32")
+        code, out, err = run("run", "--model", path, "--prompt-tokens", "1,2,3", "-n", "4", "--temp", "0",
+                             "--print-token-ids")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(out.strip().splitlines()[-1].split(",")), 4)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--anvil", required=True)
+    parser.add_argument("--shared-data", required=True)
+    parser.add_argument("--tmp", required=True)
+    ARGS, rest = parser.parse_known_args()
+    os.makedirs(ARGS.tmp, exist_ok=True)
+    result = unittest.main(argv=[sys.argv[0], "-v"] + rest, exit=False).result
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()

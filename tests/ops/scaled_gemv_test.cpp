@@ -1,0 +1,257 @@
+// The scaled weight types (F8_E4M3 W8A16, I8 W8A8, I4 W4A16) through every GEMV path of this CPU
+// and every GEMM provider: W8A16/W4A16 against matmul_reference (dequantize, f32 dot) within
+// f32 accumulation error; W8A8 bit-exactly against an independent integer reference.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compute/cpu/gemm_provider.h"
+#include "compute/cpu/gemv.h"
+#include "compute/cpu/isa.h"
+#include "compute/cpu/matmul.h"
+#include "core/cpu_features.h"
+#include "quant/fp8.h"
+#include "quant/int4_rtn.h"
+#include "quant/int8_w8a8.h"
+
+namespace anvil {
+namespace {
+
+struct Case {
+  std::string label;
+  std::shared_ptr<QuantizedMatrix> matrix;
+  Tensor tensor() const { return matrix->view("w"); }
+};
+
+std::vector<float> gaussian(int64_t n, std::mt19937& rng, float std = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, std);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Every scaled layout at an awkward shape: 13 rows, k with several groups of each size.
+std::vector<Case> make_cases(int64_t rows, int64_t k, std::mt19937& rng) {
+  ThreadPool pool(1);
+  std::vector<float> w = gaussian(rows * k, rng, 0.05f);
+  w[3] = 1.5f;  // an outlier
+  std::vector<Case> cases;
+  auto add = [&](std::string label, Result<QuantizedMatrix> q) {
+    EXPECT_TRUE(q.is_ok()) << q.status().message();
+    cases.push_back({std::move(label), std::make_shared<QuantizedMatrix>(std::move(q).value())});
+  };
+  add("F8_E4M3 per-channel", quantize_fp8("w", w.data(), rows, k, Fp8Granularity::PerChannel, pool));
+  add("F8_E4M3 per-tensor", quantize_fp8("w", w.data(), rows, k, Fp8Granularity::PerTensor, pool));
+  add("I8", quantize_int8_per_channel("w", w.data(), rows, k, pool));
+  for (int64_t group : {32, 64, 128})
+    for (bool symmetric : {true, false})
+      if (k % group == 0)
+      add("I4 g" + std::to_string(group) + (symmetric ? " sym" : " asym"),
+          quantize_int4_rtn("w", w.data(), rows, k, {group, symmetric}, pool));
+  return cases;
+}
+
+std::vector<Isa> isa_caps() {
+  std::vector<Isa> caps;
+  for (Isa cap : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    set_isa_cap(cap);
+    if (active_isa() == cap) caps.push_back(cap);
+  }
+  set_isa_cap(Isa::Avx512);
+  return caps;
+}
+
+std::vector<float> run_gemv(const Tensor& w, const std::vector<float>& x, int64_t n_tokens, int threads) {
+  const int64_t rows = w.rows();
+  GemvActivations act;
+  gemv_prepare(w.dtype, x.data(), n_tokens, w.cols(), act);
+  std::vector<float> y(n_tokens * rows, std::nanf(""));
+  ThreadPool pool(threads);
+  pool.run([&](int index, int count) {
+    const int64_t chunk = (rows + count - 1) / count;
+    const int64_t begin = std::min(rows, index * chunk), end = std::min(rows, begin + chunk);
+    gemv_rows(w, act, begin, end, y.data(), rows);
+  });
+  return y;
+}
+
+// W8A8 from first principles: per-token amax/127 codes (round half to even), int64 dot of the
+// int8 codes, then the kernels' float scaling float(dot) * (w_scale * x_scale).
+std::vector<float> w8a8_integer_reference(const QuantizedMatrix& w, const std::vector<float>& x, int64_t n_tokens) {
+  const int64_t k = w.cols;
+  std::vector<float> y(n_tokens * w.rows);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float amax = 0;
+    for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[t * k + i]));
+    const float x_scale = amax / 127.0f;
+    const float inv = x_scale != 0 ? 1.0f / x_scale : 0.0f;
+    std::vector<int64_t> q(k);
+    for (int64_t i = 0; i < k; ++i) q[i] = std::clamp<int64_t>(std::llrint(x[t * k + i] * inv), -127, 127);
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const auto* codes = reinterpret_cast<const int8_t*>(w.codes.data()) + r * k;
+      int64_t dot = 0;
+      for (int64_t i = 0; i < k; ++i) dot += codes[i] * q[i];
+      y[t * w.rows + r] = static_cast<float>(dot) * (w.scale[r] * x_scale);
+    }
+  }
+  return y;
+}
+
+TEST(ScaledGemv, W8A16AndW4A16MatchTheReferenceOnEveryPath) {
+  std::mt19937 rng(21);
+  ThreadPool ref_pool(1);
+  for (int64_t k : {128, 384}) {
+    for (const Case& c : make_cases(13, k, rng)) {
+      const Tensor w = c.tensor();
+      if (w.dtype == DType::I8) continue;
+      for (int64_t n_tokens : {1, 2, 3, 8, 11}) {
+        const std::vector<float> x = gaussian(n_tokens * k, rng);
+        std::vector<float> ref(n_tokens * w.rows());
+        matmul_reference(ref_pool, w, x.data(), n_tokens, ref.data());
+        // |sum| of the products bounds f32 accumulation error in any order.
+        std::vector<float> row(k);
+        std::vector<double> abs_products(n_tokens * w.rows());
+        for (int64_t r = 0; r < w.rows(); ++r) {
+          weight_row_to_f32(w, r, row.data());
+          for (int64_t t = 0; t < n_tokens; ++t)
+            for (int64_t i = 0; i < k; ++i) abs_products[t * w.rows() + r] += std::fabs(row[i] * x[t * k + i]);
+        }
+        for (Isa cap : isa_caps()) {
+          set_isa_cap(cap);
+          for (int threads : {1, 2}) {
+            const std::vector<float> y = run_gemv(w, x, n_tokens, threads);
+            for (size_t i = 0; i < y.size(); ++i)
+              ASSERT_LE(std::fabs(y[i] - ref[i]), 2e-6 * abs_products[i] + 1e-30)
+                  << c.label << " k=" << k << " tokens=" << n_tokens << " isa=" << isa_name(cap) << " out " << i;
+          }
+        }
+        set_isa_cap(Isa::Avx512);
+      }
+    }
+  }
+}
+
+TEST(ScaledGemv, W8A8EqualsTheIntegerReferenceExactly) {
+  std::mt19937 rng(22);
+  ThreadPool ref_pool(1);
+  for (int64_t k : {96, 200}) {
+    for (const Case& c : make_cases(13, k, rng)) {
+      if (c.matrix->dtype != DType::I8) continue;
+      const Tensor w = c.tensor();
+      for (int64_t n_tokens : {1, 3, 8, 11}) {
+        std::vector<float> x = gaussian(n_tokens * k, rng);
+        x[k / 2] *= 20.0f;  // an activation outlier coarsens token 0's step
+        const std::vector<float> exact = w8a8_integer_reference(*c.matrix, x, n_tokens);
+        for (Isa cap : isa_caps()) {
+          set_isa_cap(cap);
+          for (int threads : {1, 2})
+            ASSERT_EQ(run_gemv(w, x, n_tokens, threads), exact)
+                << "k=" << k << " tokens=" << n_tokens << " isa=" << isa_name(cap) << " threads=" << threads;
+        }
+        set_isa_cap(Isa::Avx512);
+        // Against the float reference: each activation is off by at most half its token's step.
+        std::vector<float> ref(n_tokens * w.rows()), row(k);
+        matmul_reference(ref_pool, w, x.data(), n_tokens, ref.data());
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          float amax = 0;
+          for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[t * k + i]));
+          for (int64_t r = 0; r < w.rows(); ++r) {
+            weight_row_to_f32(w, r, row.data());
+            double abs_w = 0, abs_products = 0;
+            for (int64_t i = 0; i < k; ++i) abs_w += std::fabs(row[i]), abs_products += std::fabs(row[i] * x[t * k + i]);
+            const double bound = abs_w * amax / 127.0 / 2.0 * 1.001 + 1e-5 * abs_products;
+            EXPECT_LE(std::fabs(exact[t * w.rows() + r] - ref[t * w.rows() + r]), bound) << "row " << r << " token " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Batched decode: more tokens than one kernel call over several row blocks gives each token
+// exactly what it gets alone (per-token activation scales follow their token).
+TEST(ScaledGemv, ManyTokensEqualOneTokenAtATime) {
+  std::mt19937 rng(23);
+  const int64_t k = 256, rows = 40, n_tokens = 19;
+  for (const Case& c : make_cases(rows, k, rng)) {
+    const Tensor w = c.tensor();
+    const std::vector<float> x = gaussian(n_tokens * k, rng);
+    const std::vector<float> all = run_gemv(w, x, n_tokens, 2);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const std::vector<float> one(x.begin() + t * k, x.begin() + (t + 1) * k);
+      const std::vector<float> y1 = run_gemv(w, one, 1, 1);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(all[t * rows + r], y1[r]) << c.label << " t=" << t << " r=" << r;
+    }
+  }
+}
+
+TEST(ScaledGemv, EveryProviderAndMatmulMatchTheDequantizedReference) {
+  std::mt19937 rng(24);
+  ThreadPool pool1(1), pool2(2);
+  const int64_t k = 256;
+  for (const Case& c : make_cases(37, k, rng)) {
+    const Tensor w = c.tensor();
+    double worst = 0;
+    for (int64_t m : {1, 7, 20, 130}) {
+      const std::vector<float> x = gaussian(m * k, rng);
+      std::vector<double> ref(m * w.rows());
+      std::vector<float> row(k);
+      double max_ref = 0;
+      for (int64_t r = 0; r < w.rows(); ++r) {
+        weight_row_to_f32(w, r, row.data());
+        for (int64_t t = 0; t < m; ++t) {
+          double acc = 0;
+          for (int64_t i = 0; i < k; ++i) acc += static_cast<double>(row[i]) * x[t * k + i];
+          ref[t * w.rows() + r] = acc;
+          max_ref = std::max(max_ref, std::fabs(acc));
+        }
+      }
+      auto normalized_error = [&](const std::vector<float>& y) {
+        double e = 0;
+        for (size_t i = 0; i < y.size(); ++i) e = std::max(e, std::fabs(y[i] - ref[i]));
+        return e / max_ref;
+      };
+      for (GemmProvider* provider : gemm_providers()) {
+        if (!provider->supports(w.dtype, m, w.rows(), k)) continue;
+        const double bound = provider->compute(w.dtype) == GemmCompute::F32 ? 1e-5 : 3e-2;
+        for (ThreadPool* pool : {&pool1, &pool2}) {
+          std::vector<float> y(m * w.rows(), std::nanf(""));
+          const Status status = provider->run(*pool, w, x.data(), m, y.data());
+          ASSERT_TRUE(status.is_ok()) << status.message();
+          const double err = normalized_error(y);
+          EXPECT_LT(err, bound) << provider->name() << " " << c.label << " m=" << m;
+          worst = std::max(worst, err);
+        }
+      }
+      std::vector<float> y(m * w.rows());
+      matmul(pool2, w, x.data(), m, y.data());
+      EXPECT_LT(normalized_error(y), 3e-2) << "matmul " << c.label << " m=" << m;
+    }
+    std::printf("[ scaled   ] %-20s worst provider normalized error %.2e\n", c.label.c_str(), worst);
+  }
+}
+
+TEST(ScaledGemv, ProvidersRejectInconsistentScalesAsStatus) {
+  std::mt19937 rng(25);
+  ThreadPool pool(1);
+  const std::vector<Case> cases = make_cases(8, 128, rng);
+  std::vector<float> x(128, 1.0f), y(8);
+  for (const Case& c : cases) {
+    Tensor w = c.tensor();
+    w.quant.scale = nullptr;
+    for (GemmProvider* provider : gemm_providers()) {
+      const Status st = provider->run(pool, w, x.data(), 1, y.data());
+      EXPECT_FALSE(st.is_ok()) << provider->name() << " " << c.label;
+      EXPECT_NE(st.message().find("has no scales"), std::string::npos) << st.message();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace anvil

@@ -1,0 +1,347 @@
+// quantize_checkpoint on a random-weight model for every scheme, the GGUF round trip of scaled
+// weights (companion tensors, metadata, RoPE row reordering) and the loader's companion errors.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "compute/cpu/matmul.h"
+#include "engine/memory_plan.h"
+#include "formats/gguf_checkpoint.h"
+#include "formats/gguf_writer.h"
+#include "formats/quant_companions.h"
+#include "formats/rope_permute.h"
+#include "model/decoder_model.h"
+#include "model/load_checkpoint.h"
+#include "quant/fp8.h"
+#include "quant/int8_w8a8.h"
+#include "quant/quantize_checkpoint.h"
+#include "test_paths.h"
+
+namespace anvil {
+namespace {
+
+Checkpoint tiny() {
+  Result<Checkpoint> c = load_checkpoint("dummy:tiny-llama");
+  EXPECT_TRUE(c.is_ok()) << c.status().message();
+  return std::move(c).value();
+}
+
+QuantizeOptions options_for(QuantScheme scheme, int64_t group = 32, bool asym = false, bool per_tensor = false) {
+  QuantizeOptions o;
+  o.scheme = scheme;
+  o.group_size = group;
+  o.asymmetric = asym;
+  o.per_tensor = per_tensor;
+  return o;
+}
+
+std::vector<float> last_logits(std::shared_ptr<const Checkpoint> checkpoint) {
+  Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(std::move(checkpoint));
+  EXPECT_TRUE(model.is_ok()) << model.status().message();
+  if (!model) return {};
+  ThreadPool pool(1);
+  SequenceKvCache cache = (*model)->make_cache(8);
+  std::vector<float> logits((*model)->config().vocab_size);
+  const std::vector<int32_t> prompt = {1, 5, 9, 200};
+  EXPECT_TRUE((*model)->forward(prompt, cache, pool, logits.data(), false).is_ok());
+  return logits;
+}
+
+std::vector<float> rows_f32(const Tensor& t) {
+  std::vector<float> out(t.numel());
+  for (int64_t r = 0; r < t.rows(); ++r) weight_row_to_f32(t, r, out.data() + r * t.cols());
+  return out;
+}
+
+TEST(QuantizeCheckpoint, EverySchemeQuantizesTheLinearLayersOnly) {
+  ThreadPool pool(2);
+  struct Case {
+    QuantizeOptions options;
+    DType dtype;
+    double max_rms;  // relative RMS round-trip error bound for these Gaussian-ish weights
+  };
+  const std::vector<Case> cases = {
+      {options_for(QuantScheme::Fp8), DType::F8_E4M3, 0.04},
+      {options_for(QuantScheme::Fp8, 32, false, true), DType::F8_E4M3, 0.04},
+      {options_for(QuantScheme::W8A8), DType::I8, 0.006},
+      {options_for(QuantScheme::W4A16Rtn, 32), DType::I4, 0.1},
+      {options_for(QuantScheme::W4A16Rtn, 32, true), DType::I4, 0.1},
+      {options_for(QuantScheme::Q8_0), DType::Q8_0, 0.006},
+      {options_for(QuantScheme::Q4_0), DType::Q4_0, 0.1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(quant_scheme_name(c.options.scheme));
+    Checkpoint ckpt = tiny();
+    Result<QuantizeReport> report = quantize_checkpoint(ckpt, c.options, pool);
+    ASSERT_TRUE(report.is_ok()) << report.status().message();
+    EXPECT_EQ(report->tensors.size(), 2u * 7);
+    EXPECT_LT(report->max_relative_rms_error(), c.max_rms);
+    EXPECT_GT(report->max_relative_rms_error(), 0.0);
+    EXPECT_LT(report->checkpoint_bytes_after, report->checkpoint_bytes_before);
+    for (const auto& [name, t] : ckpt.tensors) {
+      EXPECT_EQ(t.dtype, is_quantized_linear_weight(name) ? c.dtype : DType::F32) << name;
+      EXPECT_TRUE(check_quant_scales(t).is_ok()) << check_quant_scales(t).message();
+    }
+    EXPECT_EQ(ckpt.quantization.scheme, quant_scheme_name(c.options.scheme));
+    EXPECT_FALSE(last_logits(std::make_shared<const Checkpoint>(ckpt)).empty());
+  }
+}
+
+TEST(QuantizeCheckpoint, RowsThatDoNotFitTheGroupOrBlockAreClearErrors) {
+  ThreadPool pool(1);
+  Checkpoint ckpt = tiny();  // ffn_down rows have 160 elements
+  Result<QuantizeReport> report = quantize_checkpoint(ckpt, options_for(QuantScheme::W4A16Rtn, 128), pool);
+  ASSERT_FALSE(report.is_ok());
+  // The first misfit is named; the hint is the largest group that fits every linear layer.
+  EXPECT_NE(report.status().message().find("has rows of 64 elements, not a multiple of --group 128; try --group 32"),
+            std::string::npos)
+      << report.status().message();
+  Checkpoint third = tiny();
+  report = quantize_checkpoint(third, options_for(QuantScheme::W4A16Rtn, 64), pool);
+  ASSERT_FALSE(report.is_ok());
+  EXPECT_NE(report.status().message().find("ffn_down.weight has rows of 160 elements, not a multiple of --group 64; "
+                                           "try --group 32"),
+            std::string::npos)
+      << report.status().message();
+  Checkpoint again = tiny();
+  report = quantize_checkpoint(again, options_for(QuantScheme::Q4_K), pool);
+  ASSERT_FALSE(report.is_ok());
+  EXPECT_NE(report.status().message().find("not a multiple of the Q4_K block of 256"), std::string::npos);
+}
+
+TEST(QuantizeOptions, RefusesOptionsTheSchemeDoesNotTake) {
+  auto request = [](std::string scheme, std::optional<int64_t> group = {}, bool asym = false, bool per_tensor = false,
+                    bool smoothquant = false, std::string calib = "") {
+    QuantizeRequest r;
+    r.scheme = std::move(scheme);
+    r.group_size = group;
+    r.asymmetric = asym;
+    r.per_tensor = per_tensor;
+    r.smoothquant = smoothquant;
+    r.calibration_file = std::move(calib);
+    return r;
+  };
+  auto error = [](const QuantizeRequest& r) { return make_quantize_options(r).status().message(); };
+  Result<QuantizeOptions> ok = make_quantize_options(request("w4a16-rtn", 64, true));
+  ASSERT_TRUE(ok.is_ok());
+  EXPECT_EQ(ok->group_size, 64);
+  EXPECT_TRUE(ok->asymmetric);
+  EXPECT_EQ(make_quantize_options(request("w4a16-rtn"))->group_size, 128);
+  EXPECT_NE(error(request("fp9")).find("unknown scheme 'fp9'"), std::string::npos);
+  EXPECT_NE(error(request("w4a16-gptq")).find("not available yet"), std::string::npos);
+  EXPECT_NE(error(request("w8a8", {}, false, false, true)).find("SmoothQuant is not available yet"), std::string::npos);
+  EXPECT_NE(error(request("fp8", {}, false, false, false, "calib.txt")).find("--calib: scheme fp8 takes no"),
+            std::string::npos);
+  EXPECT_NE(error(request("fp8", 64)).find("--group applies to w4a16-rtn only"), std::string::npos);
+  EXPECT_NE(error(request("w8a8", {}, true)).find("--asym applies"), std::string::npos);
+  EXPECT_NE(error(request("w8a8", {}, false, true)).find("--per-tensor applies to fp8 only"), std::string::npos);
+  EXPECT_NE(error(request("w4a16-rtn", 48)).find("must be 32, 64 or 128"), std::string::npos);
+}
+
+TEST(QuantizedGguf, RoundTripKeepsCodesScalesMetadataAndLogits) {
+  ThreadPool pool(2);
+  const std::string dir = testing::scratch_dir("quantized_gguf");
+  for (const QuantizeOptions& options : {options_for(QuantScheme::Fp8), options_for(QuantScheme::W8A8),
+                                         options_for(QuantScheme::W4A16Rtn, 32, true),
+                                         options_for(QuantScheme::W4A16Rtn, 32, false)}) {
+    SCOPED_TRACE(quant_scheme_name(options.scheme));
+    auto ckpt = std::make_shared<Checkpoint>(tiny());
+    ASSERT_TRUE(quantize_checkpoint(*ckpt, options, pool).is_ok());
+    const std::string path = dir + "/" + quant_scheme_name(options.scheme) + ".gguf";
+    ASSERT_TRUE(write_gguf(*ckpt, path).is_ok());
+    Result<Checkpoint> loaded = load_gguf_checkpoint(path);
+    ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+    EXPECT_EQ(loaded->tensors.size(), ckpt->tensors.size());  // companions are not model tensors
+    EXPECT_EQ(loaded->quantization.scheme, ckpt->quantization.scheme);
+    EXPECT_EQ(loaded->quantization.granularity, ckpt->quantization.granularity);
+    EXPECT_EQ(loaded->quantization.group_size, ckpt->quantization.group_size);
+    EXPECT_EQ(loaded->quantization.symmetric, ckpt->quantization.symmetric);
+    for (const auto& [name, t] : ckpt->tensors) {
+      const Tensor* l = loaded->find(name);
+      ASSERT_NE(l, nullptr) << name;
+      EXPECT_EQ(l->dtype, t.dtype);
+      EXPECT_EQ(std::memcmp(l->data, t.data, t.nbytes), 0) << name;
+      EXPECT_EQ(l->quant.group, t.quant.group);
+      EXPECT_EQ(l->scale_bytes(), t.scale_bytes());
+      if (t.has_scales()) {
+        EXPECT_EQ(std::memcmp(l->quant.scale, t.quant.scale, t.rows() * t.scale_groups() * 4), 0) << name;
+      }
+      if (t.quant.zero) {
+        EXPECT_EQ(std::memcmp(l->quant.zero, t.quant.zero, t.rows() * t.scale_groups() * 4), 0) << name;
+      }
+    }
+    EXPECT_EQ(last_logits(ckpt), last_logits(std::make_shared<const Checkpoint>(std::move(loaded).value())));
+  }
+}
+
+TEST(QuantizedGguf, RopeReorderingMovesScalesWithTheirRows) {
+  ThreadPool pool(1);
+  Checkpoint ckpt = tiny();
+  ckpt.config.rope_style = RopeStyle::NeoX;  // as read from a Hugging Face directory
+  ASSERT_TRUE(quantize_checkpoint(ckpt, options_for(QuantScheme::W4A16Rtn, 32, true), pool).is_ok());
+  const std::string path = testing::scratch_dir("quantized_rope") + "/neox.gguf";
+  ASSERT_TRUE(write_gguf(ckpt, path).is_ok());
+  Result<Checkpoint> loaded = load_gguf_checkpoint(path);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  const Tensor& before = ckpt.tensors.at("blk.0.attn_q.weight");
+  const Tensor& after = loaded->tensors.at("blk.0.attn_q.weight");
+  const std::vector<float> a = rows_f32(before), b = rows_f32(after);
+  const int64_t cols = before.cols(), head_dim = ckpt.config.head_dim;
+  for (int64_t r = 0; r < before.rows(); ++r) {
+    const int64_t src = rope_permuted_source_row(r, head_dim, RopeRowOrder::NeoXToInterleaved);
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(b[r * cols + c], a[src * cols + c]) << "row " << r;
+  }
+}
+
+// The schemes leave token_embd and output unquantized, but a file may quantize them: the
+// embedding lookup and the output matmul then honour the scales too.
+TEST(QuantizeCheckpoint, QuantizedEmbeddingAndOutputUseTheirScales) {
+  ThreadPool pool(1);
+  auto quantized = std::make_shared<Checkpoint>(tiny());
+  auto dequantized = std::make_shared<Checkpoint>(*quantized);
+  std::vector<std::vector<float>> keep_alive;
+  for (const char* name : {"token_embd.weight", "output.weight"}) {
+    Tensor& t = quantized->tensors.at(name);
+    const std::vector<float> w = rows_f32(t);
+    Result<QuantizedMatrix> q = quantize_fp8(name, w.data(), t.rows(), t.cols(), Fp8Granularity::PerChannel, pool);
+    ASSERT_TRUE(q.is_ok());
+    auto owned = std::make_shared<QuantizedMatrix>(std::move(q).value());
+    t = owned->view(name);
+    quantized->storage.push_back(owned);
+    // The same values in f32, for the comparison model.
+    keep_alive.push_back(rows_f32(t));
+    Tensor& f = dequantized->tensors.at(name);
+    f.data = reinterpret_cast<const std::byte*>(keep_alive.back().data());
+  }
+  const std::vector<float> a = last_logits(quantized), b = last_logits(dequantized);
+  ASSERT_EQ(a.size(), b.size());
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
+    ref = std::max(ref, static_cast<double>(std::fabs(b[i])));
+  }
+  EXPECT_LT(err / ref, 1e-5);  // W8A16: the same f32 products, summed in another order
+}
+
+TEST(QuantizedGguf, MemoryPlanCountsScalesAndZeroPoints) {
+  ThreadPool pool(1);
+  Checkpoint ckpt = tiny();
+  ASSERT_TRUE(quantize_checkpoint(ckpt, options_for(QuantScheme::W4A16Rtn, 32, true), pool).is_ok());
+  const std::string path = testing::scratch_dir("quantized_plan") + "/w4.gguf";
+  ASSERT_TRUE(write_gguf(ckpt, path).is_ok());
+  Result<PlannedWeights> planned = plan_weights_for_spec(path);
+  ASSERT_TRUE(planned.is_ok()) << planned.status().message();
+  int64_t expected = 0;
+  for (const auto& [name, t] : ckpt.tensors) expected += static_cast<int64_t>(t.nbytes + t.scale_bytes());
+  int64_t got = 0;
+  for (const PlannedTensor& t : planned->tensors) got += t.bytes;
+  EXPECT_EQ(got, expected);
+  // ffn_up (160, 64): 5120 bytes of codes, 160 x 2 groups x (scale + zero) x 4 bytes.
+  for (const PlannedTensor& t : planned->tensors) {
+    if (t.name == "blk.0.ffn_up.weight") {
+      EXPECT_EQ(t.bytes, 160 * 64 / 2 + 160 * 2 * 2 * 4);
+    }
+  }
+  // Re-planned at a scaled dtype: one f32 scale per row for I8.
+  Result<PlannedWeights> i8 = plan_weights_for_spec("dummy:tiny-llama", DType::I8);
+  ASSERT_TRUE(i8.is_ok());
+  for (const PlannedTensor& t : i8->tensors) {
+    if (t.name == "blk.0.ffn_up.weight") {
+      EXPECT_EQ(t.bytes, 160 * 64 + 160 * 4);
+    }
+  }
+}
+
+// A checkpoint with one I8 weight and room for companions, to feed attach_quant_companions.
+struct CompanionCase {
+  Checkpoint ckpt;
+  std::vector<std::byte> codes = std::vector<std::byte>(8 * 64);
+  std::vector<float> floats = std::vector<float>(8 * 64, 0.25f);
+  std::vector<uint16_t> halves = std::vector<uint16_t>(8, 0x3C00);  // 1.0 in F16
+  CompanionCase() {
+    ckpt.source = "test.gguf";
+    ckpt.tensors["w"] = Tensor{"w", DType::I8, {8, 64}, codes.data(), codes.size(), {}};
+    ckpt.tensors["plain"] = Tensor{"plain", DType::F32, {8, 64}, reinterpret_cast<std::byte*>(floats.data()),
+                                   floats.size() * 4, {}};
+  }
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    Tensor t{name, dtype, shape, dtype == DType::F16 ? reinterpret_cast<std::byte*>(halves.data())
+                                                     : reinterpret_cast<std::byte*>(floats.data()), 0, {}};
+    t.nbytes = dtype_bytes(dtype, t.numel());
+    ckpt.tensors[name] = t;
+  }
+  std::string attach() { return attach_quant_companions(ckpt).message(); }
+};
+
+TEST(QuantCompanions, AttachValidScalesAndRemoveTheCompanions) {
+  CompanionCase c;
+  c.add("w_scale", DType::F32, {8, 1});
+  EXPECT_EQ(c.attach(), "");
+  EXPECT_EQ(c.ckpt.find("w_scale"), nullptr);
+  EXPECT_EQ(c.ckpt.tensors.at("w").quant.group, 64);
+  EXPECT_EQ(c.ckpt.tensors.at("w").quant.scale[7], 0.25f);
+
+  CompanionCase per_tensor;  // compressed-tensors' (1,) scale, F16: expanded and converted
+  per_tensor.add("w_scale", DType::F16, {1});
+  EXPECT_EQ(per_tensor.attach(), "");
+  EXPECT_EQ(per_tensor.ckpt.tensors.at("w").quant.scale[5], 1.0f);
+}
+
+TEST(QuantCompanions, InconsistentCompanionsAreClearErrors) {
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {4, 1});
+    EXPECT_NE(c.attach().find("test.gguf: tensor w_scale has shape (4, 1); for weight w (8, 64) it must be (8, G)"),
+              std::string::npos)
+        << c.attach();
+  }
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {8, 3});  // 3 groups do not divide 64
+    EXPECT_NE(c.attach().find("must be (8, G)"), std::string::npos);
+  }
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {8, 2});  // I8 is per channel
+    EXPECT_NE(c.attach().find("one scale per row"), std::string::npos) << c.attach();
+  }
+  {
+    CompanionCase c;  // no scale at all
+    EXPECT_NE(c.attach().find("tensor w (I8 (8, 64)) has no scales (expected a companion w_scale tensor)"),
+              std::string::npos)
+        << c.attach();
+  }
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {8, 1});
+    c.add("ghost_scale", DType::F32, {8, 1});
+    EXPECT_NE(c.attach().find("tensor ghost_scale has no weight ghost to belong to"), std::string::npos) << c.attach();
+  }
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {8, 1});
+    c.add("plain_scale", DType::F32, {8, 1});
+    EXPECT_NE(c.attach().find("tensor plain is F32, which takes no scale tensor"), std::string::npos) << c.attach();
+  }
+  {
+    CompanionCase c;
+    c.add("w_scale", DType::F32, {8, 1});
+    c.add("w_zero", DType::F32, {8, 1});
+    EXPECT_NE(c.attach().find("only asymmetric I4"), std::string::npos) << c.attach();
+  }
+}
+
+TEST(QuantizedGguf, WriterRefusesScaledWeightsWithoutScales) {
+  ThreadPool pool(1);
+  Checkpoint ckpt = tiny();
+  ASSERT_TRUE(quantize_checkpoint(ckpt, options_for(QuantScheme::W8A8), pool).is_ok());
+  ckpt.tensors.at("blk.1.ffn_up.weight").quant = {};
+  const Status st = write_gguf(ckpt, testing::scratch_dir("quantized_noscale") + "/x.gguf");
+  EXPECT_NE(st.message().find("blk.1.ffn_up.weight (I8 (160, 64)) has no scales"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace anvil
