@@ -26,9 +26,8 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   const LayerWeights& lw = w.layers[layer];
   const int64_t n = s.n_tokens, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
-  matmul(pool, *lw.wq, s.normed.data(), n, s.q.data());
-  matmul(pool, *lw.wk, s.normed.data(), n, s.k.data());
-  matmul(pool, *lw.wv, s.normed.data(), n, s.v.data());
+  const MatmulOutput qkv[] = {{lw.wq, s.q.data()}, {lw.wk, s.k.data()}, {lw.wv, s.v.data()}};
+  matmul_shared_input(pool, qkv, s.normed.data(), n);
   float cos_table[1024], sin_table[1024];  // head_dim <= 2048 is checked at model creation
   void* const key_base = kv.keys[layer];
   void* const value_base = kv.values[layer];
@@ -82,8 +81,8 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
 
 void build_ffn(ThreadPool& pool, const LayerWeights& lw, int64_t hidden_dim, ForwardScratch& s) {
   const int64_t n = s.n_tokens;
-  matmul(pool, *lw.w_gate, s.normed.data(), n, s.gate.data());
-  matmul(pool, *lw.w_up, s.normed.data(), n, s.up.data());
+  const MatmulOutput gate_up[] = {{lw.w_gate, s.gate.data()}, {lw.w_up, s.up.data()}};
+  matmul_shared_input(pool, gate_up, s.normed.data(), n);
   silu_mul_inplace(s.gate.data(), s.up.data(), n * hidden_dim);
   matmul(pool, *lw.w_down, s.gate.data(), n, s.proj.data());
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <span>
 #include <string_view>
 #include <cstring>
 #include <vector>
@@ -81,17 +82,56 @@ GemmProvider* forced_provider() {
 
 }  // namespace
 
-void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
-  GemmProvider* provider = forced_provider();
+// The provider a prefill-sized call goes to; null: the GEMV kernels.
+static GemmProvider* prefill_provider_for(const Tensor& weight, int64_t n_tokens) {
+  if (GemmProvider* forced = forced_provider()) return forced;
   // The scaled types (F8_E4M3, I8, I4) have only scalar GEMV kernels so far: prefill-sized calls
   // go to oneDNN as early as for float weights.
   const int64_t gemm_min = dtype_is_ggml_block(weight.dtype) ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
-  if (!provider && n_tokens >= gemm_min) provider = find_gemm_provider("onednn");
+  return n_tokens >= gemm_min ? find_gemm_provider("onednn") : nullptr;
+}
+
+void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
+  GemmProvider* provider = prefill_provider_for(weight, n_tokens);
   if (provider && provider->supports(weight.dtype, n_tokens, weight.rows(), weight.cols())) {
     // A provider that fails (e.g. oneDNN cannot create a primitive) leaves the call to GEMV.
     if (provider->run(pool, weight, x, n_tokens, y).is_ok()) return;
   }
   matmul_gemv(pool, weight, x, n_tokens, y);
+}
+
+void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens) {
+  if (outputs.empty()) return;
+  const Tensor& first = *outputs[0].weight;
+  bool fuse = outputs.size() > 1;
+  for (const MatmulOutput& o : outputs)
+    fuse = fuse && o.weight->dtype == first.dtype && o.weight->cols() == first.cols() &&
+           prefill_provider_for(*o.weight, n_tokens) == nullptr;
+  if (!fuse) {
+    for (const MatmulOutput& o : outputs) matmul(pool, *o.weight, x, n_tokens, o.y);
+    return;
+  }
+  // One activation preparation and one dispatch for all the weights: each thread takes a
+  // contiguous share of their rows laid end to end (decode is ~7 calls per layer; the dispatch
+  // and the activation quantization were paid per call).
+  thread_local GemvActivations caller_activations;
+  GemvActivations& activations = caller_activations;
+  gemv_prepare(first.dtype, x, n_tokens, first.cols(), activations);
+  int64_t total_rows = 0;
+  for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
+  constexpr int64_t kRowAlign = 16;
+  pool.run([&](int index, int count) {
+    const int64_t chunk = ((total_rows + count - 1) / count + kRowAlign - 1) / kRowAlign * kRowAlign;
+    const int64_t begin = std::min<int64_t>(total_rows, index * chunk);
+    const int64_t end = std::min<int64_t>(total_rows, begin + chunk);
+    int64_t offset = 0;
+    for (const MatmulOutput& o : outputs) {
+      const int64_t rows = o.weight->rows();
+      const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
+      if (lo < hi) gemv_rows(*o.weight, activations, lo - offset, hi - offset, o.y, rows);
+      offset += rows;
+    }
+  });
 }
 
 }  // namespace anvil

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -13,6 +14,16 @@ namespace anvil {
 // bandwidth-bound GEMV kernels, prefill-sized calls the compute-bound oneDNN provider.
 // ANVIL_GEMM=<provider name> forces one provider for every call (for tests and comparisons).
 void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
+
+// One weight and its output, for matmul_shared_input.
+struct MatmulOutput {
+  const Tensor* weight;  // (out, in)
+  float* y;              // (n_tokens, out)
+};
+// Several weights multiplying the same x (q/k/v, gate/up). Decode-sized calls with one dtype
+// run as one GEMV dispatch over all their rows with the activations prepared once; otherwise
+// each weight is a matmul() of its own. Results equal separate matmul() calls exactly.
+void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens);
 
 // Calls with at least this many tokens go to the prefill provider (until the GEMM tuner decides).
 constexpr int64_t kPrefillGemmMinTokens = 16;
