@@ -134,6 +134,20 @@ def main():
     expect_error(anvil, "missing file", ["run", "--model", os.path.join(tmp, "nope.gguf"), "--prompt-tokens", "1"],
                  "no such file")
     expect_error(anvil, "unknown preset", ["run", "--model", "dummy:gpt-5", "--prompt-tokens", "1"], "unknown preset")
+    expect_error(anvil, "unknown --quantization scheme",
+                 ["run", "--model", "dummy:tiny-llama", "--prompt-tokens", "1", "-q", "int3"], "unknown scheme 'int3'")
+    expect_error(anvil, "--quantization group that does not divide the rows",
+                 ["run", "--model", "dummy:tiny-llama", "--prompt-tokens", "1", "-q", "w4a16-rtn:g128"], "--group 32")
+    expect_error(anvil, "serve --quantization checked before listening",
+                 ["serve", "--model", "dummy:tiny-llama", "--port", "0", "-q", "fp9"], "unknown scheme 'fp9'")
+
+    # Online quantization (vLLM's --quantization): the linear layers are quantized at load.
+    for scheme in ("fp8", "w8a8", "w4a16-rtn:g32,asym", "q8_0"):
+        code, out, err = run(anvil, "run", "--model", "dummy:tiny-llama", "--prompt-tokens", "1,2,3", "-n", "4",
+                             "--temperature", "0", "--print-token-ids", "-q", scheme)
+        ids = last_line(out).split(",")
+        check(f"run -q {scheme}: quantizes at load and generates", code == 0 and len(ids) == 4
+              and "anvil: quantized 14 linear weights" in err, f"exit {code}, out {out!r}, stderr {err[-400:]!r}")
     expect_error(anvil, "garbage file", ["run", "--model", garbage, "--prompt-tokens", "1"], garbage)
     expect_error(anvil, "wrong magic", ["run", "--model", bad_gguf, "--prompt-tokens", "1"], "bad.gguf")
     expect_error(anvil, "truncated gguf", ["run", "--model", truncated, "--prompt-tokens", "1"], "truncated.gguf")

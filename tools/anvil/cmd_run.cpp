@@ -15,6 +15,7 @@
 #include "engine/kv_block_pool.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
+#include "online_quantization.h"
 
 namespace anvil::cli {
 namespace {
@@ -32,6 +33,7 @@ struct RunOptions {
   bool no_bos = false;
   std::string logits_out;
   std::string kv_dtype = "auto";
+  std::string quantization;
 };
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {
@@ -74,11 +76,18 @@ int run(const RunOptions& options) {
     prompt = std::move(ids).value();
   }
 
+  Result<std::optional<QuantizeOptions>> quantization = parse_online_quantization(options.quantization);
+  if (!quantization) return fail(quantization.status().message());
+
   const auto load_start = Clock::now();
   TerminalProgress load_progress("loading " + options.model, true);
   Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  if (*quantization) {
+    Status quantized = apply_online_quantization(*checkpoint, **quantization, options.threads);
+    if (!quantized) return fail(quantized.message());
+  }
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
   if (!model) return fail(model.status().message());
@@ -238,6 +247,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
                 "Print the generated ids, comma-separated, on one line (instead of text)");
   cmd->add_option("--logits-out", options->logits_out,
                   "Write the prompt's logits (n_prompt x vocab, float32 little-endian) to this file (a scoring pass before generation)");
+  cmd->add_option("--quantization,-q", options->quantization, kOnlineQuantizationHelp);
   cmd->add_option("--kv-dtype", options->kv_dtype,
                   "KV cache dtype: auto (f32 for f32 weights, else f16), f32, f16 or bf16")->capture_default_str();
   cmd->callback([options, &exit_code] {

@@ -16,6 +16,7 @@
 #include "engine/memory_plan.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
+#include "online_quantization.h"
 #include "server/http_server.h"
 #include "server/openai_response.h"
 #include "tokenizer/chat_template.h"
@@ -39,6 +40,7 @@ struct ServeOptions {
   int64_t max_waiting = 256;
   std::string chat_template;
   bool no_prefix_caching = false;
+  std::string quantization;
   bool no_chunked_prefill = false;
   std::string scheduling_policy = "fcfs";
   double shutdown_grace = 10.0;
@@ -105,6 +107,8 @@ int serve(const ServeOptions& o) {
   // Everything that needs no model is checked first, so a typo fails before a long load.
   Result<EngineOptions> engine_opts = engine_options(o);
   if (!engine_opts) return fail(engine_opts.status().message());
+  Result<std::optional<QuantizeOptions>> quantization = parse_online_quantization(o.quantization);
+  if (!quantization) return fail(quantization.status().message());
   if (!o.chat_template.empty()) {
     const auto& names = chat_template_names();
     if (std::find(names.begin(), names.end(), o.chat_template) == names.end()) {
@@ -159,6 +163,10 @@ int serve(const ServeOptions& o) {
   Result<Checkpoint> checkpoint = load_checkpoint(o.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  if (*quantization) {
+    Status quantized = apply_online_quantization(*checkpoint, **quantization, o.threads);
+    if (!quantized) return fail(quantized.message());
+  }
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
   if (!model) return fail(model.status().message());
@@ -242,6 +250,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
                   "KV cache size, e.g. 2GiB or 500MiB (default: 40% of the available memory, capped at what "
                   "max-num-seqs full-context sequences use)");
+  cmd->add_option("--quantization,-q", o->quantization, kOnlineQuantizationHelp);
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype: f32, f16 or bf16")->capture_default_str();
   cmd->add_option("--max-waiting", o->max_waiting,
                   "Requests admitted but not yet running at most; beyond it the server answers 429 with Retry-After")
