@@ -18,7 +18,9 @@ struct BenchModel {
 };
 
 // `spec` as load_checkpoint takes it (dummy:<preset>[:dtype], a GGUF file, ...); `progress`
-// reports the bytes of weights being created or read.
-Result<BenchModel> load_bench_model(const std::string& spec, const ProgressCallback& progress = {});
+// reports the bytes of weights being created or read. `quantization` (quant/online_quantization.h,
+// e.g. "fp8", "w4a16-rtn:g32"; "" for none) quantizes the linear layers after loading.
+Result<BenchModel> load_bench_model(const std::string& spec, const ProgressCallback& progress = {},
+                                    const std::string& quantization = "");
 
 }  // namespace anvil

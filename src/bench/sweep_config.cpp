@@ -13,6 +13,7 @@
 #include "bench/sweep_config_file.h"
 #include "bench/sweep_placeholders.h"
 #include "core/dtype.h"
+#include "quant/online_quantization.h"
 
 namespace anvil {
 namespace {
@@ -192,7 +193,8 @@ Status check_axes_reach_server(const SweepGroup& g, const std::string& where) {
     return Status::ok();
   };
   ANVIL_RETURN_IF_ERROR(check(g.models.size(), "models", uses("model"), "{model}"));
-  ANVIL_RETURN_IF_ERROR(check(g.weight_schemes.size(), "weight_schemes", uses("model") || uses("quant"), "{model} or {quant}"));
+  ANVIL_RETURN_IF_ERROR(check(g.weight_schemes.size(), "weight_schemes", uses("model") || uses("quant") || uses("quantization"),
+                              "{model}, {quant} or {quantization}"));
   ANVIL_RETURN_IF_ERROR(check(g.kv_dtypes.size(), "kv_dtypes", uses("kv_dtype"), "{kv_dtype}"));
   ANVIL_RETURN_IF_ERROR(check(g.threads.size(), "threads", uses("threads"), "{threads}"));
   return Status::ok();
@@ -210,8 +212,10 @@ Result<SweepGroup> parse_group(const json& v, const std::string& where, const st
                                                                   [](const json& x, const std::string& w) -> Result<std::string> {
       ANVIL_ASSIGN_OR_RETURN(std::string s, to_text(x, w));
       s = lower(s);
-      if (std::find(kWeightSchemes.begin(), kWeightSchemes.end(), s) == kWeightSchemes.end())
-        return bad(w, fmt::format("weight scheme '{}' is not one anvil runs ({})", s, join(kWeightSchemes)));
+      if (std::find(kWeightSchemes.begin(), kWeightSchemes.end(), s) == kWeightSchemes.end() && !is_scaled_scheme(s))
+        return bad(w, fmt::format("weight scheme '{}' is not one anvil runs ({}, or fp8, w8a8, w4a16-rtn[:g32,asym] "
+                                  "applied at load)",
+                                  s, join(kWeightSchemes)));
       return s;
     }));
   }
@@ -360,7 +364,8 @@ Result<SweepConfig> parse(const json& doc, const std::string& source) {
 }  // namespace
 
 const std::vector<std::string>& sweep_placeholder_names() {
-  static const std::vector<std::string> names = {"model", "quant", "port", "tp", "max_batch", "threads", "kv_dtype", "anvil"};
+  static const std::vector<std::string> names = {"model",     "quant",   "quantization", "port", "tp",
+                                                 "max_batch", "threads", "kv_dtype",     "anvil"};
   return names;
 }
 

@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "formats/gguf_reader.h"
 #include "model/presets.h"
+#include "quant/online_quantization.h"
 
 namespace anvil {
 namespace {
@@ -65,7 +66,8 @@ std::string SweepRun::label() const {
   if (model_spec.rfind("dummy:", 0) != 0) model_name = std::filesystem::path(model_spec).filename().string();
   if (model_name.empty()) model_name = model_spec;
   std::string text = fmt::format("{} kv={} t={}", model_name, kv_dtype, threads);
-  if (model_spec.rfind("dummy:", 0) != 0 && weight_scheme != "native") text += " " + weight_scheme;
+  if (!quantization.empty() || (model_spec.rfind("dummy:", 0) != 0 && weight_scheme != "native"))
+    text += " " + weight_scheme;
   if (tensor_parallel > 1) text += fmt::format(" tp={}", tensor_parallel);
   if (kind == SweepRunKind::Server) text += " server";
   return text;
@@ -84,6 +86,7 @@ nlohmann::json sweep_run_measurement_json(const SweepRun& run) {
                       {"tensor_parallel", run.tensor_parallel},
                       {"gemm_tuning", run.gemm_tuning},
                       {"max_batch", run.max_batch}};
+  if (!run.quantization.empty()) j["quantization"] = run.quantization;  // absent otherwise: older ids stay
   if (run.kind == SweepRunKind::Server) {
     j["kind"] = "server";
     workload["concurrency"] = w.concurrency;
@@ -108,12 +111,21 @@ std::string sweep_run_id(const nlohmann::json& measurement) {
 }
 
 Result<std::string> resolve_weight_scheme(const std::string& model, const std::string& scheme) {
+  const bool scaled = is_scaled_scheme(scheme);
+  if (!scaled && scheme != "native" && !dtype_from_name(scheme)) {
+    Result<std::optional<QuantizeOptions>> parsed = parse_online_quantization(scheme);
+    return Status::error(fmt::format("weight scheme '{}': {}", scheme,
+                                     parsed ? "not a scheme (native, f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, fp8, w8a8, "
+                                              "w4a16-rtn[:g32,asym])"
+                                            : parsed.status().message()));
+  }
   if (model.rfind("dummy:", 0) == 0) {
     const std::string rest = model.substr(6);
     const size_t colon = rest.find(':');
     const std::string preset = rest.substr(0, colon);
     if (!find_model_preset(preset))
       return Status::error(fmt::format("model {}: unknown preset '{}' (anvil info --presets lists them)", model, preset));
+    if (scaled) return model;  // quantized after the preset is generated
     if (colon != std::string::npos) {
       const std::string dtype = lower(rest.substr(colon + 1));
       if (scheme == "native" || scheme == dtype) return model;
@@ -128,7 +140,7 @@ Result<std::string> resolve_weight_scheme(const std::string& model, const std::s
     return Status::error(fmt::format("model {}: no such file or directory (a model is a GGUF file, a Hugging Face "
                                      "directory, a llama2.c file, or dummy:<preset>[:dtype])",
                                      model));
-  if (scheme == "native") return model;
+  if (scheme == "native" || scaled) return model;
   if (!std::filesystem::is_directory(model, ec) && is_gguf_file(model)) {
     ANVIL_ASSIGN_OR_RETURN(std::string file_type, gguf_weight_type(model));
     if (file_type == scheme) return model;
@@ -166,6 +178,7 @@ Result<std::vector<SweepRun>> expand_sweep(const SweepConfig& config, const Swee
                 r.model = model;
                 r.model_spec = resolved[key];
                 r.weight_scheme = scheme;
+                if (is_scaled_scheme(scheme)) r.quantization = scheme;
                 r.kv_dtype = kv;
                 r.threads = threads > 0 ? threads : std::max(1, options.all_cores);
                 r.tensor_parallel = tp;
@@ -196,6 +209,7 @@ Result<std::vector<SweepRun>> expand_sweep(const SweepConfig& config, const Swee
 std::map<std::string, std::string> sweep_placeholder_values(const SweepRun& run, int port, const std::string& anvil_path) {
   return {{"model", run.model_spec},
           {"quant", run.weight_scheme},
+          {"quantization", run.quantization.empty() ? std::string("none") : run.quantization},
           {"port", std::to_string(port)},
           {"tp", std::to_string(run.tensor_parallel)},
           {"max_batch", std::to_string(run.max_batch)},

@@ -24,7 +24,8 @@ struct SweepRun {
   SweepRunKind kind = SweepRunKind::InProcess;
   std::string model;              // as the configuration names it
   std::string model_spec;         // what is loaded (in-process) or passed as {model}: the scheme applied
-  std::string weight_scheme;      // "native" or a weight dtype ("q4_0")
+  std::string weight_scheme;      // "native", a weight dtype ("q4_0") or a scaled scheme ("fp8", "w4a16-rtn:g32")
+  std::string quantization;       // a scaled scheme, applied when the model loads ("" for the others)
   std::string kv_dtype;           // f32, f16 or bf16
   int threads = 1;                // resolved (0 in the configuration: all cores)
   int tensor_parallel = 1;        // devices per deployment
@@ -54,7 +55,9 @@ std::string sweep_run_id(const nlohmann::json& measurement);
 
 // The model spec a weight scheme turns `model` into: dummy presets take the scheme as their
 // dtype suffix; a GGUF file must already hold that type (else: anvil convert --type); other
-// formats run natively only. Fails for an unknown preset or a missing file.
+// formats run natively only. Scaled schemes (fp8, w8a8, w4a16-rtn[:options]) apply to any model
+// as it loads (SweepRun::quantization), so the spec stays `model`. Fails for an unknown preset,
+// a missing file or an unknown scheme.
 Result<std::string> resolve_weight_scheme(const std::string& model, const std::string& scheme);
 
 // Every run of every group, in order: group, model, weight scheme, KV dtype, threads, tensor

@@ -44,25 +44,28 @@ ProgressCallback begin_phase(const SweepRunOptions& options, const std::string& 
 // Consecutive runs of one model reuse it (the runs are ordered model-major).
 class ModelCache {
  public:
-  Result<const BenchModel*> get(const std::string& spec, const ProgressCallback& progress) {
-    if (spec_ != spec) {
+  Result<const BenchModel*> get(const std::string& spec, const std::string& quantization,
+                                const ProgressCallback& progress) {
+    const std::string key = spec + "|" + quantization;
+    if (key_ != key) {
       model_.reset();  // free the previous model's memory before loading the next
-      spec_.clear();
-      ANVIL_ASSIGN_OR_RETURN(BenchModel loaded, load_bench_model(spec, progress));
+      key_.clear();
+      ANVIL_ASSIGN_OR_RETURN(BenchModel loaded, load_bench_model(spec, progress, quantization));
       model_ = std::make_unique<BenchModel>(std::move(loaded));
-      spec_ = spec;
+      key_ = key;
     }
     return model_.get();
   }
 
  private:
-  std::string spec_;
+  std::string key_;  // spec|quantization
   std::unique_ptr<BenchModel> model_;
 };
 
 Result<Measurement> measure_in_process(const SweepRun& run, ModelCache& models, const SweepRunOptions& options) {
   ANVIL_ASSIGN_OR_RETURN(const BenchModel* model,
-                         models.get(run.model_spec, begin_phase(options, "loading " + run.model_spec, true)));
+                         models.get(run.model_spec, run.quantization,
+                                    begin_phase(options, "loading " + run.model_spec, true)));
   EngineOptions engine_options;
   engine_options.max_num_seqs = run.max_batch;
   std::optional<DType> kv = dtype_from_name(run.kv_dtype);

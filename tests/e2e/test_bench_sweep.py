@@ -229,6 +229,36 @@ workload: {input_len: 8, output_len: 4, concurrency: [1, 2], num_prompts: 4, num
             self.assertIsNotNone(report["recommendations"][key], key)
         self.assertIn("2 users", stdout)
 
+    def test_scaled_weight_schemes_in_process_and_served(self):
+        # fp8 / w4a16 quantize the loaded model (in-process) or reach the server as -q {quantization}.
+        config = write("scaled.yaml", """\
+name: e2e-scaled
+models: [dummy:tiny-llama]
+weight_schemes: [native, fp8, "w4a16-rtn:g32"]
+threads: [2]
+price_per_hour: 0.5
+workload: {input_len: 8, output_len: 4, batch_sizes: [1, 2], concurrency: [1, 2], num_prompts: 4,
+           num_iters: 1, num_iters_warmup: 0}
+configs:
+  - {name: in-process}
+  - name: served
+    server:
+      command: "{anvil} serve --model {model} --port {port} --threads {threads} -q {quantization}"
+      startup_timeout_s: 60
+""")
+        out = fresh_dir("scaled-out")
+        code, _, err = run("bench", "sweep", "--config", config, "--output-dir", out, timeout=300)
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        self.assertEqual(len(report["runs"]), 6)
+        for x in report["runs"]:
+            self.assertEqual(x["status"], "ok", x.get("error"))
+        served_logs = [open(os.path.join(out, "runs", x["run_id"] + ".server.log")).read()
+                       for x in report["runs"] if x["kind"] == "server"]
+        self.assertEqual(sum("quantized 14 linear weights to fp8" in log for log in served_logs), 1, served_logs)
+        self.assertEqual(sum("quantized 14 linear weights to w4a16-rtn" in log for log in served_logs), 1)
+
     def test_server_that_fails_to_start(self):
         config = write("server-fail.yaml", """\
 models: [dummy:tiny-llama]

@@ -15,7 +15,7 @@
 #include "engine/kv_block_pool.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
-#include "online_quantization.h"
+#include "quantize_at_load.h"
 
 namespace anvil::cli {
 namespace {
@@ -76,7 +76,7 @@ int run(const RunOptions& options) {
     prompt = std::move(ids).value();
   }
 
-  Result<std::optional<QuantizeOptions>> quantization = parse_online_quantization(options.quantization);
+  Result<std::optional<QuantizeOptions>> quantization = parse_quantization_flag(options.quantization);
   if (!quantization) return fail(quantization.status().message());
 
   const auto load_start = Clock::now();

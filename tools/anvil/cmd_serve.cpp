@@ -16,7 +16,7 @@
 #include "engine/memory_plan.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
-#include "online_quantization.h"
+#include "quantize_at_load.h"
 #include "server/http_server.h"
 #include "server/openai_response.h"
 #include "tokenizer/chat_template.h"
@@ -107,7 +107,7 @@ int serve(const ServeOptions& o) {
   // Everything that needs no model is checked first, so a typo fails before a long load.
   Result<EngineOptions> engine_opts = engine_options(o);
   if (!engine_opts) return fail(engine_opts.status().message());
-  Result<std::optional<QuantizeOptions>> quantization = parse_online_quantization(o.quantization);
+  Result<std::optional<QuantizeOptions>> quantization = parse_quantization_flag(o.quantization);
   if (!quantization) return fail(quantization.status().message());
   if (!o.chat_template.empty()) {
     const auto& names = chat_template_names();

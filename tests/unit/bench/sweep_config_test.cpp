@@ -174,7 +174,7 @@ TEST(SweepConfig, RejectsBadValues) {
       {"threads: [1]\n", "no models"},
       {"models: []\n", "models: the list is empty"},
       {"models: [dummy:tiny-llama]\nkv_dtypes: [q8_0]\n", "not a KV cache dtype"},
-      {"models: [dummy:tiny-llama]\nweight_schemes: [fp8]\n", "weight scheme 'fp8' is not one anvil runs"},
+      {"models: [dummy:tiny-llama]\nweight_schemes: [int3]\n", "weight scheme 'int3' is not one anvil runs"},
       {"models: [dummy:tiny-llama]\nthreads: [-1]\n", "threads[0]: -1 is out of range"},
       {"models: [dummy:tiny-llama]\nthreads: [1, 1]\n", "threads[1]: appears twice"},
       {"models: [dummy:tiny-llama]\nthreads: [two]\n", "expected a whole number, got the text 'two'"},

@@ -91,6 +91,25 @@ TEST(SweepPlan, WeightSchemesPerModelKind) {
   Result<std::string> clash = resolve_weight_scheme("dummy:tiny-llama:q8_0", "q4_0");
   ASSERT_FALSE(clash);
   EXPECT_NE(clash.status().message().find("already names its weight type q8_0"), std::string::npos);
+  // Scaled schemes quantize the loaded model: the spec stays the base model.
+  EXPECT_EQ(*resolve_weight_scheme("dummy:tiny-llama", "fp8"), "dummy:tiny-llama");
+  EXPECT_EQ(*resolve_weight_scheme("dummy:tiny-llama:bf16", "w4a16-rtn:g32,asym"), "dummy:tiny-llama:bf16");
+  Result<std::string> bad_scheme = resolve_weight_scheme("dummy:tiny-llama", "int3");
+  ASSERT_FALSE(bad_scheme);
+  EXPECT_NE(bad_scheme.status().message().find("weight scheme 'int3'"), std::string::npos) << bad_scheme.status().message();
+  EXPECT_FALSE(resolve_weight_scheme("dummy:tiny-llama", "w4a16-rtn:g33"));
+  Result<std::vector<SweepRun>> scaled = expand_sweep(
+      config_from("models: [dummy:tiny-llama]\nweight_schemes: [native, fp8, 'w4a16-rtn:g32']\n"), SweepExpandOptions{2});
+  ASSERT_TRUE(scaled) << scaled.status().message();
+  ASSERT_EQ(scaled->size(), 3u);
+  EXPECT_EQ((*scaled)[0].quantization, "");
+  EXPECT_EQ((*scaled)[1].quantization, "fp8");
+  EXPECT_EQ((*scaled)[2].quantization, "w4a16-rtn:g32");
+  EXPECT_EQ((*scaled)[2].model_spec, "dummy:tiny-llama");
+  EXPECT_NE((*scaled)[1].id, (*scaled)[2].id);
+  EXPECT_NE((*scaled)[1].label().find("fp8"), std::string::npos) << (*scaled)[1].label();
+  EXPECT_EQ(sweep_placeholder_values((*scaled)[1], 8000, "anvil").at("quantization"), "fp8");
+  EXPECT_EQ(sweep_placeholder_values((*scaled)[0], 8000, "anvil").at("quantization"), "none");
   Result<std::string> unknown = resolve_weight_scheme("dummy:no-such-preset", "native");
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.status().message().find("anvil info --presets"), std::string::npos);

@@ -12,15 +12,15 @@
 
 namespace anvil::cli {
 
-// Checks SCHEME[:options] before anything loads; nullopt for an empty text (no quantization).
-Result<std::optional<QuantizeOptions>> parse_online_quantization(const std::string& scheme);
+// Checks SCHEME[:options] (quant/online_quantization.h) before anything loads; nullopt for none.
+Result<std::optional<QuantizeOptions>> parse_quantization_flag(const std::string& scheme);
 
 // Quantizes `checkpoint` in place with a progress bar and one summary line on stderr.
 Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& options, int threads);
 
 // The help text of the flag, shared by both commands.
 inline constexpr const char* kOnlineQuantizationHelp =
-    "Quantize the linear layers at load: fp8, w8a8, w4a16-rtn, q8_0, q4_0 or q4_k, with options after a "
-    "colon as in w4a16-rtn:g32,asym or fp8:per-tensor (anvil quantize's --group/--asym/--per-tensor)";
+    "Quantize the linear layers at load: fp8, w8a8, w4a16-rtn, q8_0, q4_0 or q4_k (none: off), with options "
+    "after a colon as in w4a16-rtn:g32,asym or fp8:per-tensor (anvil quantize's --group/--asym/--per-tensor)";
 
 }  // namespace anvil::cli

@@ -1,0 +1,38 @@
+// --quantization: the quantize library on the loaded checkpoint, before the model is built.
+#include "quantize_at_load.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "quant/online_quantization.h"
+#include "quant/quantize_checkpoint.h"
+
+namespace anvil::cli {
+
+Result<std::optional<QuantizeOptions>> parse_quantization_flag(const std::string& scheme) {
+  Result<std::optional<QuantizeOptions>> parsed = parse_online_quantization(scheme);
+  if (!parsed) return parsed.status().with_context("--quantization");
+  return parsed;
+}
+
+Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& options, int threads) {
+  const auto start = std::chrono::steady_clock::now();
+  ThreadPool pool(threads > 0 ? threads : default_thread_count());
+  TerminalProgress progress(fmt::format("quantizing ({})", quant_scheme_name(options.scheme)), false);
+  Result<QuantizeReport> report = quantize_checkpoint(checkpoint, options, pool, progress.callback());
+  progress.finish();
+  if (!report) return report.status().with_context("--quantization");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print(stderr,
+             "anvil: quantized {} linear weights to {} in {:.1f} s: {:.2f} bits per weight, {:.1f} -> {:.1f} MiB, "
+             "mean relative RMS error {:.2e}\n",
+             report->tensors.size(), quant_scheme_name(options.scheme), seconds, report->bits_per_weight(),
+             report->quantized_bytes_before() / 1048576.0, report->quantized_bytes_after() / 1048576.0,
+             report->mean_relative_rms_error());
+  return Status::ok();
+}
+
+}  // namespace anvil::cli
