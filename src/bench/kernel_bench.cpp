@@ -12,6 +12,7 @@
 #include <memory>
 #include <new>
 #include <sstream>
+#include <stdexcept>
 
 #include "compute/cpu/attention.h"
 #include "compute/cpu/gemm_provider.h"
@@ -20,6 +21,9 @@
 #include "compute/cpu/rope.h"
 #include "compute/cpu/vector_ops.h"
 #include "core/tensor.h"
+#include "quant/fp8.h"
+#include "quant/int4_rtn.h"
+#include "quant/int8_w8a8.h"
 
 namespace anvil {
 namespace {
@@ -95,6 +99,10 @@ FreeByte free_byte(DType dtype) {
     case DType::Q4_0: return {dtype_info(dtype).block_bytes, 2, 0xff};   // d (f16), then nibbles
     case DType::Q4_K: return {dtype_info(dtype).block_bytes, 16, 0xff};  // d, dmin, scales[12], then qs
     case DType::Q6_K: return {dtype_info(dtype).block_bytes, 0, 0xff};   // ql first, d last
+    // The scaled types are codes only (their scales are apart): one code per 64 bytes.
+    case DType::F8_E4M3: return {64, 0, 0x87};  // sign and low mantissa bits (NaN codes fixed up)
+    case DType::I8: return {64, 0, 0x0f};
+    case DType::I4: return {64, 0, 0xff};
     default: return {0, 0, 0};
   }
 }
@@ -111,7 +119,10 @@ void make_pages_unique(ThreadPool& pool, DType dtype, std::byte* base, size_t by
       uint8_t v = static_cast<uint8_t>(splitmix(state)) & fb.mask;
       if (v == 0) v = 1;
       auto* b = reinterpret_cast<uint8_t*>(base + static_cast<size_t>(i) * fb.stride + fb.offset);
+      const uint8_t old = *b;
       *b ^= v;
+      // An F8_E4M3 code must not turn into a NaN code (S.1111.111): flip its sign instead.
+      if (dtype == DType::F8_E4M3 && (*b & 0x7f) == 0x7f) *b = old ^ 0x80;
     }
   });
 }
@@ -119,8 +130,24 @@ void make_pages_unique(ThreadPool& pool, DType dtype, std::byte* base, size_t by
 // `copies` copies of one random (rows, cols) weight of `dtype`, back to back.
 struct WeightCopies {
   std::unique_ptr<WeightMemory> storage;
+  std::vector<float> scales;  // scaled types: each copy's (rows, groups) scales, back to back
   std::vector<Tensor> tensors;
 };
+
+// The scaled types' quantizers (what `anvil quantize` writes): per-channel F8_E4M3 and I8, and I4
+// with symmetric groups of 128 (w4a16-rtn's default; 64 or 32 where 128 does not divide a row).
+int64_t bench_i4_group(int64_t cols) { return cols % 128 == 0 ? 128 : cols % 64 == 0 ? 64 : 32; }
+bool bench_can_quantize(DType dtype, int64_t cols) {
+  if (dtype == DType::I4) return cols % 32 == 0;
+  return dtype == DType::F8_E4M3 || dtype == DType::I8 || dtype_info(dtype).from_float != nullptr;
+}
+Result<QuantizedMatrix> quantize_scaled(ThreadPool& pool, DType dtype, const float* w, int64_t rows, int64_t cols) {
+  switch (dtype) {
+    case DType::F8_E4M3: return quantize_fp8("bench", w, rows, cols, Fp8Granularity::PerChannel, pool);
+    case DType::I8: return quantize_int8_per_channel("bench", w, rows, cols, pool);
+    default: return quantize_int4_rtn("bench", w, rows, cols, {bench_i4_group(cols), true}, pool);
+  }
+}
 
 // Quantizes about 8 M random elements (whole rows) with from_float and tiles them over the
 // matrix (the values do not change the speed, and the full matrix would take the reference
@@ -132,16 +159,36 @@ WeightCopies make_weights(ThreadPool& pool, DType dtype, const MatrixShape& shap
   const size_t matrix_bytes = row_bytes * static_cast<size_t>(shape.rows);
   const size_t copies = std::max<size_t>(1, (working_set + matrix_bytes - 1) / matrix_bytes);
   WeightCopies w;
+  int64_t scale_group = 0;
   w.storage = std::make_unique<WeightMemory>(matrix_bytes * copies);
   std::byte* base = w.storage->data();
   const int64_t generated = std::min<int64_t>(shape.rows, std::max<int64_t>(1, (int64_t{1} << 23) / shape.cols));
-  pool.parallel_for(generated, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(shape.cols));
-    for (int64_t r = begin; r < end; ++r) {
-      fill_random(row.data(), shape.cols, seed ^ (static_cast<uint64_t>(r) * 0x2545f4914f6cdd1dULL), 0.05f);
-      info.from_float(row.data(), base + static_cast<size_t>(r) * row_bytes, shape.cols);
-    }
-  });
+  if (info.external_scales) {
+    // Quantize the generated rows, tile codes and scales; each copy's scales differ in their
+    // last bits so that no two pages of them are equal either.
+    std::vector<float> values(static_cast<size_t>(generated * shape.cols));
+    for (int64_t r = 0; r < generated; ++r)
+      fill_random(values.data() + r * shape.cols, shape.cols, seed ^ (static_cast<uint64_t>(r) * 0x2545f4914f6cdd1dULL),
+                  0.05f);
+    Result<QuantizedMatrix> q = quantize_scaled(pool, dtype, values.data(), generated, shape.cols);
+    if (!q.is_ok()) throw std::runtime_error(q.status().message());
+    std::memcpy(base, q.value().codes.data(), q.value().codes.size());
+    const int64_t groups = shape.cols / q.value().group;
+    w.scales.resize(copies * static_cast<size_t>(shape.rows * groups));
+    for (size_t c = 0; c < copies; ++c)
+      for (int64_t i = 0; i < shape.rows * groups; ++i)
+        w.scales[c * shape.rows * groups + i] =
+            q.value().scale[i % (generated * groups)] * (1.0f + static_cast<float>(c % 1024) * 0x1p-20f);
+    scale_group = q.value().group;
+  } else {
+    pool.parallel_for(generated, [&](int64_t begin, int64_t end) {
+      std::vector<float> row(static_cast<size_t>(shape.cols));
+      for (int64_t r = begin; r < end; ++r) {
+        fill_random(row.data(), shape.cols, seed ^ (static_cast<uint64_t>(r) * 0x2545f4914f6cdd1dULL), 0.05f);
+        info.from_float(row.data(), base + static_cast<size_t>(r) * row_bytes, shape.cols);
+      }
+    });
+  }
   for (int64_t r = generated; r < shape.rows; r += generated) {
     const int64_t n = std::min(generated, shape.rows - r);
     std::memcpy(base + static_cast<size_t>(r) * row_bytes, base, static_cast<size_t>(n) * row_bytes);
@@ -157,6 +204,7 @@ WeightCopies make_weights(ThreadPool& pool, DType dtype, const MatrixShape& shap
     t.shape = {shape.rows, shape.cols};
     t.data = base + c * matrix_bytes;
     t.nbytes = matrix_bytes;
+    if (!w.scales.empty()) t.quant = {w.scales.data() + c * (w.scales.size() / copies), nullptr, scale_group};
     w.tensors.push_back(std::move(t));
   }
   return w;
@@ -294,7 +342,7 @@ class KernelBench {
           advance(units);
           continue;
         }
-        if (info.from_float == nullptr) {
+        if (!bench_can_quantize(dtype, shape.cols)) {
           result_.skipped.push_back(what + ": anvil has no quantizer for " + info.name);
           advance(units);
           continue;
@@ -352,7 +400,7 @@ class KernelBench {
     row.provider = provider ? provider->name() : "gemv";
     const GemmProvider* compute_source = provider ? provider : find_gemm_provider("gemv");
     row.compute = compute_source ? compute_name(compute_source->compute(copies[0].dtype)) : "f32";
-    row.bytes = static_cast<double>(copies[0].nbytes);
+    row.bytes = static_cast<double>(copies[0].nbytes + copies[0].scale_bytes());
     row.flops = 2.0 * static_cast<double>(shape.rows) * static_cast<double>(shape.cols) * static_cast<double>(tokens);
     finish_row(row, timing, provider == nullptr, limits_);
     result_.rows.push_back(std::move(row));
@@ -597,7 +645,7 @@ Result<std::vector<DType>> parse_dtype_list(const std::string& text) {
   std::vector<DType> dtypes;
   for (const std::string& name : split_list(text)) {
     std::optional<DType> d = dtype_from_name(name);
-    if (!d) return Status::error("unknown dtype '" + name + "' (known: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)");
+    if (!d) return Status::error("unknown dtype '" + name + "' (known: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, f8_e4m3, i8, i4)");
     dtypes.push_back(*d);
   }
   if (dtypes.empty()) return Status::error("empty dtype list");

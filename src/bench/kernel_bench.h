@@ -46,7 +46,8 @@ constexpr int64_t kKernelBenchMaxGemvTokens = 8;
 
 struct KernelBenchOptions {
   std::vector<std::string> kernels = kernel_bench_kernels();
-  std::vector<DType> dtypes = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+  std::vector<DType> dtypes = {DType::F32,  DType::F16,     DType::BF16, DType::Q8_0, DType::Q4_0,
+                               DType::Q4_K, DType::Q6_K, DType::F8_E4M3, DType::I8, DType::I4};
   std::vector<MatrixShape> shapes;                  // empty: model.matrices()
   std::vector<int64_t> gemv_tokens = {1};           // "gemv": matmul_gemv, GB/s of weight bytes
   std::vector<int64_t> gemm_tokens = {512};         // "gemm": each provider, GFLOP/s

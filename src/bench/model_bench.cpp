@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -31,14 +32,16 @@ double BenchStat::stddev_tokens_per_second() const {
   return std::sqrt(sum / static_cast<double>(seconds.size() - 1));
 }
 
+// Codes and, for the scaled types (F8_E4M3, I8, I4), their scales and zero points, which a
+// decode step streams as well.
 uint64_t weight_bytes_per_token(const Checkpoint& checkpoint) {
   uint64_t bytes = 0;
   for (const auto& [name, tensor] : checkpoint.tensors) {
     if (name == "token_embd.weight" && !checkpoint.config.tied_embeddings) {
-      bytes += tensor.row_bytes();
+      bytes += tensor.row_bytes() + tensor.scale_bytes() / static_cast<uint64_t>(std::max<int64_t>(1, tensor.rows()));
       continue;
     }
-    bytes += tensor.nbytes;
+    bytes += tensor.nbytes + tensor.scale_bytes();
   }
   return bytes;
 }

@@ -95,6 +95,10 @@ Result<QuantizationInfo> quantization_from_gguf(const GgufFile& file) {
   ANVIL_ASSIGN_OR_RETURN(q.granularity, file.get_string("anvil.quantization.granularity", ""));
   ANVIL_ASSIGN_OR_RETURN(q.group_size, file.get_int("anvil.quantization.group_size", 0));
   ANVIL_ASSIGN_OR_RETURN(q.symmetric, file.get_bool("anvil.quantization.symmetric", true));
+  ANVIL_ASSIGN_OR_RETURN(q.act_order, file.get_bool("anvil.quantization.act_order", false));
+  if (file.has("anvil.quantization.smoothquant_alpha")) {
+    ANVIL_ASSIGN_OR_RETURN(q.smoothquant_alpha, file.get_float("anvil.quantization.smoothquant_alpha"));
+  }
   if (q.group_size < 0 || q.group_size > kMaxHyperparameter)
     return Status::error(file.path() + ": anvil.quantization.group_size " + std::to_string(q.group_size) +
                          " is out of range");

@@ -338,6 +338,8 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
     kv.kv_string("anvil.quantization.granularity", q.granularity);
     kv.kv_u32("anvil.quantization.group_size", static_cast<uint32_t>(q.group_size));
     kv.kv_bool("anvil.quantization.symmetric", q.symmetric);
+    if (q.smoothquant_alpha) kv.kv_f32("anvil.quantization.smoothquant_alpha", static_cast<float>(*q.smoothquant_alpha));
+    if (q.act_order) kv.kv_bool("anvil.quantization.act_order", true);
   }
   kv.kv_u32(a + "context_length", static_cast<uint32_t>(c.context_length));
   kv.kv_u32(a + "embedding_length", static_cast<uint32_t>(c.dim));

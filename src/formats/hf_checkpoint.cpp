@@ -15,6 +15,7 @@
 
 #include "core/json_error.h"
 #include "core/mapped_file.h"
+#include "formats/hf_quantized.h"
 #include "formats/rope_permute.h"
 #include "formats/safetensors.h"
 #include "model/tensor_layout.h"
@@ -492,7 +493,7 @@ Result<ModelConfig> parse_hf_config(const std::string& json_text, const std::str
   return config;
 }
 
-Result<Checkpoint> load_hf_checkpoint(const std::string& dir) {
+Result<Checkpoint> load_hf_checkpoint(const std::string& dir, const ProgressCallback& progress) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return Status::error(dir + ": no such directory");
   if (!fs::is_directory(dir, ec))
@@ -505,18 +506,72 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir) {
   checkpoint.source = dir;
   ANVIL_ASSIGN_OR_RETURN(std::string config_text, read_text_file(config_path));
   ANVIL_ASSIGN_OR_RETURN(checkpoint.config, parse_hf_config(config_text, config_path));
+  ANVIL_ASSIGN_OR_RETURN(const HfQuantization quantization, read_hf_quantization(dir, config_text));
   ModelConfig& config = checkpoint.config;
   config.name = directory_base_name(dir);
 
   ANVIL_ASSIGN_OR_RETURN(WeightIndex weights, index_weights(dir));
-  for (const auto& [name, location] : weights.tensors)
+  for (const auto& [name, location] : weights.tensors) {
     if (is_unsupported_bias(name))
       return Status::error(dir + ": tensor " + name + " is a bias anvil's " + config.arch + " has no place for");
+    // (A compressed-tensors "dense" config keeps fake-quantized float weights beside their scales.)
+    if (quantization.where.empty() && is_hf_quantized_tensor_name(name))
+      return Status::error(dir + ": tensor " + name + " belongs to a quantized layout, but config.json has no " +
+                           "quantization_config (and there is no quantize_config.json) to say which");
+  }
   config.attn_qkv_bias = weights.tensors.count("model.layers.0.self_attn.q_proj.bias") > 0;
-  // Tied models often omit lm_head.weight; some store a copy anyway, which tie_word_embeddings overrides.
-  config.tied_embeddings = config.tied_embeddings || weights.tensors.count("lm_head.weight") == 0;
+  // Tied models often omit lm_head.weight; some store a copy anyway, which tie_word_embeddings
+  // overrides. A quantized lm_head has no lm_head.weight but lm_head.qweight (or similar).
+  auto lm_head = weights.tensors.lower_bound("lm_head.");
+  const bool has_lm_head = lm_head != weights.tensors.end() && lm_head->first.rfind("lm_head.", 0) == 0;
+  config.tied_embeddings = config.tied_embeddings || !has_lm_head;
 
-  for (const TensorSpec& spec : required_tensor_specs(config)) {
+  // The source tensors each required tensor is made of: "NAME" itself, or for a linear weight of a
+  // quantized checkpoint every "MODULE.*" (qweight, scales, ...). Their bytes measure progress.
+  const std::vector<TensorSpec> specs = required_tensor_specs(config);
+  const bool quantized = quantization.method != HfQuantMethod::None;
+  auto module_of = [&](const TensorSpec& spec) {
+    const std::string suffix = ".weight";
+    const bool linear = quantized && spec.shape.size() == 2 && spec.hf.size() > suffix.size() &&
+                        spec.hf.compare(spec.hf.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return linear ? spec.hf.substr(0, spec.hf.size() - suffix.size()) : std::string();
+  };
+  auto source_bytes = [&](const TensorSpec& spec) {
+    const std::string module = module_of(spec);
+    if (module.empty()) {
+      auto it = weights.tensors.find(spec.hf);
+      return it == weights.tensors.end() ? uint64_t{0} : uint64_t{it->second.second->nbytes};
+    }
+    uint64_t bytes = 0;
+    for (auto it = weights.tensors.lower_bound(module + "."); it != weights.tensors.end() &&
+                                                              it->first.compare(0, module.size() + 1, module + ".") == 0;
+         ++it)
+      bytes += it->second.second->nbytes;
+    return bytes;
+  };
+  uint64_t total_bytes = 0, done_bytes = 0;
+  for (const TensorSpec& spec : specs) total_bytes += source_bytes(spec);
+  const HfTensorFinder find = [&](const std::string& name) -> const SafetensorsEntry* {
+    auto it = weights.tensors.find(name);
+    return it == weights.tensors.end() ? nullptr : it->second.second;
+  };
+
+  int64_t quantized_weights = 0;
+  for (const TensorSpec& spec : specs) {
+    if (const std::string module = module_of(spec); !module.empty()) {
+      Result<std::optional<Tensor>> decoded =
+          decode_hf_quantized_weight(quantization, module, spec.shape[0], spec.shape[1], find, checkpoint.storage);
+      if (!decoded) return decoded.status().with_context(dir);
+      if (decoded->has_value()) {
+        Tensor tensor = std::move(**decoded);
+        tensor.name = spec.canonical;
+        checkpoint.tensors[spec.canonical] = std::move(tensor);
+        ++quantized_weights;
+        done_bytes += source_bytes(spec);
+        if (progress) progress(done_bytes, total_bytes);
+        continue;
+      }
+    }
     auto it = weights.tensors.find(spec.hf);
     if (it == weights.tensors.end()) return Status::error(dir + ": missing tensor " + spec.hf);
     const auto& [file, entry] = it->second;
@@ -529,7 +584,15 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir) {
     }
     tensor.name = spec.canonical;
     checkpoint.tensors[spec.canonical] = std::move(tensor);
+    done_bytes += source_bytes(spec);
+    if (progress) progress(done_bytes, total_bytes);
   }
+  if (quantized && quantized_weights == 0)
+    return Status::error(quantization.where + " declares a quantized checkpoint, but no linear layer is stored in "
+                         "its layout (e.g. model.layers.0.self_attn.q_proj." +
+                         (quantization.method == HfQuantMethod::CompressedTensors ? "weight_scale" : "qweight") +
+                         " is missing)");
+  checkpoint.quantization = hf_quantization_info(quantization);
   for (auto& file : weights.files) checkpoint.storage.push_back(std::move(file));
 
   // tokenizer.json when the directory has one (an empty Vocab otherwise); the chat template

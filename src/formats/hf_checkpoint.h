@@ -4,6 +4,7 @@
 #include <string>
 
 #include "anvil/status.h"
+#include "core/progress.h"
 #include "model/checkpoint.h"
 #include "model/model_config.h"
 
@@ -20,9 +21,12 @@ Result<ModelConfig> parse_hf_config(const std::string& json_text, const std::str
 // Loads a model directory: config.json, model.safetensors or model.safetensors.index.json with
 // its shards (all memory-mapped and kept in checkpoint.storage; tensors are views, not copies),
 // and the chat template of tokenizer_config.json. Tensors get canonical (GGUF) names; every
-// tensor the config requires is checked for presence and shape. The vocabulary stays empty
-// (tokenizer.json is read elsewhere). q/k weights are kept as stored (rope_style NeoX).
-Result<Checkpoint> load_hf_checkpoint(const std::string& dir);
+// tensor the config requires is checked for presence and shape. q/k weights are kept as stored
+// (rope_style NeoX). The vocabulary comes from tokenizer.json when there is one.
+// Quantized checkpoints (config.json quantization_config: compressed-tensors FP8 / INT8 / INT4,
+// AutoGPTQ and AutoAWQ int4; src/formats/hf_quantized.h) load their linear layers as F8_E4M3, I8
+// or I4 with scales; repacking them is the work `progress` reports, in bytes of the source tensors.
+Result<Checkpoint> load_hf_checkpoint(const std::string& dir, const ProgressCallback& progress = {});
 
 // Writes `checkpoint` (F32/F16/BF16 tensors) as config.json + model.safetensors (+ a
 // tokenizer_config.json holding the chat template, when there is one) under `dir`, creating it.

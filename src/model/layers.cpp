@@ -27,6 +27,7 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   const int64_t n = s.n_tokens, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   const MatmulOutput qkv[] = {{lw.wq, s.q.data()}, {lw.wk, s.k.data()}, {lw.wv, s.v.data()}};
+  if (s.observer) s.observer->observe(layer, LinearInputSite::AttnQkv, s.normed.data(), n, c.dim);
   matmul_shared_input(pool, qkv, s.normed.data(), n);
   float cos_table[1024], sin_table[1024];  // head_dim <= 2048 is checked at model creation
   void* const key_base = kv.keys[layer];
@@ -76,15 +77,31 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   }
   // All sequences' attention in one dispatch, so many short decodes keep every thread busy.
   attention_batch(pool, problems);
+  if (s.observer) s.observer->observe(layer, LinearInputSite::AttnOutput, s.attn_out.data(), n, q_dim);
   matmul(pool, *lw.wo, s.attn_out.data(), n, s.proj.data());
 }
 
-void build_ffn(ThreadPool& pool, const LayerWeights& lw, int64_t hidden_dim, ForwardScratch& s) {
+void build_ffn(ThreadPool& pool, const LayerWeights& lw, int64_t layer, int64_t hidden_dim, ForwardScratch& s) {
   const int64_t n = s.n_tokens;
   const MatmulOutput gate_up[] = {{lw.w_gate, s.gate.data()}, {lw.w_up, s.up.data()}};
+  if (s.observer) s.observer->observe(layer, LinearInputSite::FfnGateUp, s.normed.data(), n, lw.w_gate->cols());
   matmul_shared_input(pool, gate_up, s.normed.data(), n);
   silu_mul_inplace(s.gate.data(), s.up.data(), n * hidden_dim);
+  if (s.observer) s.observer->observe(layer, LinearInputSite::FfnDown, s.gate.data(), n, hidden_dim);
   matmul(pool, *lw.w_down, s.gate.data(), n, s.proj.data());
+}
+
+void build_decoder_layer(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, int64_t layer,
+                         const ForwardBatch& batch, const KvStoreView& kv, ForwardScratch& s) {
+  const LayerWeights& lw = w.layers[layer];
+  const int64_t n = s.n_tokens;
+  build_norm(s.hidden.data(), lw.attn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
+  build_attention(pool, c, w, layer, batch, kv, s);
+  add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
+
+  build_norm(s.hidden.data(), lw.ffn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
+  build_ffn(pool, lw, layer, c.hidden_dim, s);
+  add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
 }
 
 }  // namespace anvil

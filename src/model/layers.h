@@ -9,6 +9,7 @@
 #include "core/thread_pool.h"
 #include "model/forward_batch.h"
 #include "model/kv_store.h"
+#include "model/linear_observer.h"
 #include "model/model_config.h"
 #include "model/transformer_weights.h"
 
@@ -27,6 +28,7 @@ struct ForwardScratch {
   std::vector<float> gate;      // (n_tokens, hidden_dim)
   std::vector<float> up;        // (n_tokens, hidden_dim)
   std::vector<float> proj;      // (n_tokens, dim): output of wo / w_down before the residual add
+  LinearInputObserver* observer = nullptr;  // calibration only: sees every linear layer's input
 };
 
 // out[t] = rmsnorm(in[t]) * weight for every token row.
@@ -41,6 +43,10 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
                      const ForwardBatch& batch, const KvStoreView& kv, ForwardScratch& scratch);
 
 // SwiGLU feed-forward: w_down(silu(w_gate x) * w_up x). Reads scratch.normed, writes scratch.proj.
-void build_ffn(ThreadPool& pool, const LayerWeights& layer, int64_t hidden_dim, ForwardScratch& scratch);
+void build_ffn(ThreadPool& pool, const LayerWeights& lw, int64_t layer, int64_t hidden_dim, ForwardScratch& scratch);
+
+// One pre-norm decoder layer on scratch.hidden, in place: x += attn(norm(x)); x += ffn(norm(x)).
+void build_decoder_layer(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, int64_t layer,
+                         const ForwardBatch& batch, const KvStoreView& kv, ForwardScratch& scratch);
 
 }  // namespace anvil

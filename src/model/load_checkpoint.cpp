@@ -20,7 +20,7 @@ Result<Checkpoint> load_checkpoint(const std::string& spec, const ProgressCallba
   if (::stat(spec.c_str(), &st) != 0)
     return Status::error(fmt::format("{}: no such file or directory (expected a GGUF file, a Hugging Face "
                                      "directory, a llama2.c checkpoint or dummy:<preset>)", spec));
-  if (S_ISDIR(st.st_mode)) return load_hf_checkpoint(spec);
+  if (S_ISDIR(st.st_mode)) return load_hf_checkpoint(spec, progress);
   char magic[4] = {};
   std::ifstream in(spec, std::ios::binary);
   in.read(magic, 4);

@@ -22,6 +22,8 @@ Result<QuantizedMatrix> quantize_int8_per_channel(const std::string& what, const
 // round-half-to-even(x * (1 / scale)) clamped to [-127, 127] (all-zero tokens: scale 0, codes
 // 0). The same arithmetic as the GGML-block activation quantizer (compute/cpu/gemv.h), so
 // SIMD versions reproduce it bit for bit.
+// Uses AVX-512 when active_isa() allows; quantize_int8_per_token_scalar is the reference.
 void quantize_int8_per_token(const float* x, int64_t n_tokens, int64_t k, int8_t* codes, float* scales);
+void quantize_int8_per_token_scalar(const float* x, int64_t n_tokens, int64_t k, int8_t* codes, float* scales);
 
 }  // namespace anvil

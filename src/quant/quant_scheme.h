@@ -4,24 +4,40 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "anvil/status.h"
 #include "core/dtype.h"
 #include "model/checkpoint.h"
+#include "quant/calibration.h"
 
 namespace anvil {
 
 //   fp8        F8_E4M3 weights, f32 activations (W8A16): per-channel (default) or per-tensor
-//   w8a8       I8 per-channel symmetric weights, per-token dynamic int8 activations
+//   w8a8       I8 per-channel symmetric weights, per-token dynamic int8 activations; with
+//              SmoothQuant (calibrated) the outlier channels' range is first folded into the weights
 //   w4a16-rtn  I4 round-to-nearest, groups of 32/64/128 (default 128), symmetric or asymmetric
+//   w4a16-gptq I4 by GPTQ (calibrated), the same layout as w4a16-rtn
 //   q8_0, q4_0, q4_k   GGML block types (the `anvil convert --type` encoders; llama.cpp-readable)
-enum class QuantScheme { Fp8, W8A8, W4A16Rtn, Q8_0, Q4_0, Q4_K };
+enum class QuantScheme { Fp8, W8A8, W4A16Rtn, W4A16Gptq, Q8_0, Q4_0, Q4_K };
 
 struct QuantizeOptions {
   QuantScheme scheme = QuantScheme::Fp8;
-  int64_t group_size = 128;  // w4a16-rtn
-  bool asymmetric = false;   // w4a16-rtn
+  int64_t group_size = 128;  // w4a16-rtn, w4a16-gptq
+  bool asymmetric = false;   // w4a16-rtn, w4a16-gptq
   bool per_tensor = false;   // fp8
+  bool act_order = false;    // w4a16-gptq: columns by decreasing Hessian diagonal (static groups)
+  bool smoothquant = false;  // w8a8
+  double alpha = 0.5;        // w8a8 SmoothQuant migration strength
+  CalibrationSource calibration_source;    // calibrated schemes
+  CalibrationOptions calibration;          // calibrated schemes
+  // Linear weights to leave in their dtype (llm-compressor's `ignore`): a weight is skipped when
+  // its name contains one of these strings ("ffn_down", "blk.0.").
+  std::vector<std::string> ignore;
+
+  // w4a16-gptq and w8a8 with SmoothQuant learn from calibration data.
+  bool calibrated() const { return scheme == QuantScheme::W4A16Gptq || smoothquant; }
+  bool ignores(const std::string& tensor_name) const;
 };
 
 // What the user asked for, as typed (options left unset are std::nullopt / false / empty).
@@ -31,15 +47,21 @@ struct QuantizeRequest {
   bool asymmetric = false;
   bool per_tensor = false;
   bool smoothquant = false;
-  std::string calibration_file;
+  std::optional<double> alpha;
+  bool act_order = false;
+  std::string calibration_file;         // --calib (text)
+  std::string calibration_tokens_file;  // --calib-tokens (ids)
+  std::optional<int64_t> calibration_samples;
+  std::optional<int64_t> calibration_seq_len;
+  std::vector<std::string> ignore;
 };
 
 // Checks a request before any model is loaded: a known scheme, only the options that scheme
-// takes, a supported group size. Calibrated schemes (w4a16-gptq, SmoothQuant) and --calib are
-// refused as not available yet.
+// takes, a supported group size, calibration data exactly when the scheme is calibrated
+// (w4a16-gptq; w8a8 --smoothquant, also spelled --scheme w8a8-smoothquant).
 Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request);
 
-const char* quant_scheme_name(QuantScheme scheme);  // "fp8", "w4a16-rtn", ...
+const char* quant_scheme_name(QuantScheme scheme);  // "fp8", "w4a16-rtn", ...  (w8a8 with or without SmoothQuant)
 // The weight dtype a scheme writes.
 DType quant_scheme_dtype(QuantScheme scheme);
 // The anvil.quantization.* record of a scheme and its options.

@@ -10,6 +10,7 @@
 #include "compute/cpu/matmul.h"
 #include "model/convert_dtype.h"
 #include "quant/fp8.h"
+#include "quant/gptq_checkpoint.h"
 #include "quant/int4_rtn.h"
 #include "quant/int8_w8a8.h"
 
@@ -21,52 +22,49 @@ constexpr const char* kLinearWeights[] = {".attn_q.weight",   ".attn_k.weight", 
 
 uint64_t stored_bytes(const Tensor& t) { return t.nbytes + t.scale_bytes(); }
 
-// The whole matrix in f32 (rows dequantized in parallel, scales applied).
-std::vector<float> to_f32(const Tensor& t, ThreadPool& pool) {
-  const int64_t cols = t.cols();
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  pool.parallel_for(t.rows(), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) weight_row_to_f32(t, r, out.data() + r * cols);
-  });
-  return out;
-}
-
-// Scaled schemes: quantize, then keep the QuantizedMatrix alive in the checkpoint's storage.
-Status quantize_scaled(Checkpoint& checkpoint, Tensor& tensor, const std::vector<float>& w,
-                       const QuantizeOptions& options, ThreadPool& pool) {
-  const std::string what = checkpoint.source + ": tensor " + tensor.name;
-  const int64_t rows = tensor.rows(), cols = tensor.cols();
-  Result<QuantizedMatrix> q = Status::error("unreachable");
+// The non-calibrated scaled schemes' quantizers.
+Result<QuantizedMatrix> quantize_matrix(const std::string& what, const std::vector<float>& w, int64_t rows, int64_t cols,
+                                        const QuantizeOptions& options, ThreadPool& pool) {
   switch (options.scheme) {
     case QuantScheme::Fp8:
-      q = quantize_fp8(what, w.data(), rows, cols,
-                       options.per_tensor ? Fp8Granularity::PerTensor : Fp8Granularity::PerChannel, pool);
-      break;
-    case QuantScheme::W8A8: q = quantize_int8_per_channel(what, w.data(), rows, cols, pool); break;
+      return quantize_fp8(what, w.data(), rows, cols,
+                          options.per_tensor ? Fp8Granularity::PerTensor : Fp8Granularity::PerChannel, pool);
+    case QuantScheme::W8A8: return quantize_int8_per_channel(what, w.data(), rows, cols, pool);
     case QuantScheme::W4A16Rtn: {
       Int4Options int4;
       int4.group = options.group_size;
       int4.symmetric = !options.asymmetric;
-      q = quantize_int4_rtn(what, w.data(), rows, cols, int4, pool);
-      break;
+      return quantize_int4_rtn(what, w.data(), rows, cols, int4, pool);
     }
-    default: return Status::error("internal: not a scaled scheme");
+    default: return Status::error("internal: not a round-to-nearest scaled scheme");
   }
-  if (!q) return q.status();
-  auto owned = std::make_shared<QuantizedMatrix>(std::move(q).value());
-  const std::vector<int64_t> shape = tensor.shape;
-  tensor = owned->view(tensor.name);
-  tensor.shape = shape;
-  checkpoint.storage.push_back(owned);
+}
+
+// Every --ignore pattern must name some linear weight (a typo would silently quantize everything).
+Status check_ignore_patterns(const Checkpoint& checkpoint, const QuantizeOptions& options) {
+  for (const std::string& pattern : options.ignore) {
+    bool matched = false;
+    for (const auto& [name, tensor] : checkpoint.tensors)
+      matched = matched || (is_quantized_linear_weight(name) && name.find(pattern) != std::string::npos);
+    if (!matched)
+      return Status::error(fmt::format("{}: --ignore {} matches none of the linear weights (blk.N.attn_q.weight, "
+                                       "..., blk.N.ffn_down.weight)",
+                                       checkpoint.source, pattern));
+  }
   return Status::ok();
 }
 
+bool quantizes(const std::string& name, const QuantizeOptions& options) {
+  return is_quantized_linear_weight(name) && !options.ignores(name);
+}
+
 // W4A16 groups must divide every row: checked before any work, suggesting a group that fits all.
-Status check_groups_fit(const Checkpoint& checkpoint, int64_t group) {
+Status check_groups_fit(const Checkpoint& checkpoint, const QuantizeOptions& options) {
+  const int64_t group = options.group_size;
   const Tensor* misfit = nullptr;
   bool fits[3] = {true, true, true};  // groups 128, 64, 32
   for (const auto& [name, tensor] : checkpoint.tensors) {
-    if (!is_quantized_linear_weight(name)) continue;
+    if (!quantizes(name, options)) continue;
     if (tensor.cols() % group != 0 && !misfit) misfit = &tensor;
     for (int i = 0; i < 3; ++i) fits[i] = fits[i] && tensor.cols() % (128 >> i) == 0;
   }
@@ -77,7 +75,8 @@ Status check_groups_fit(const Checkpoint& checkpoint, int64_t group) {
       hint = fmt::format("; try --group {}", 128 >> i);
       break;
     }
-  return Status::error(fmt::format("{}: tensor {} has rows of {} elements, not a multiple of --group {}{}",
+  return Status::error(fmt::format("{}: tensor {} has rows of {} elements, not a multiple of --group {}{} (or keep "
+                                   "such weights unquantized with --ignore)",
                                    checkpoint.source, misfit->name, misfit->cols(), group, hint));
 }
 
@@ -127,32 +126,114 @@ bool is_quantized_linear_weight(const std::string& name) {
   return false;
 }
 
+std::vector<float> weight_to_f32(const Tensor& t, ThreadPool& pool) {
+  const int64_t cols = t.cols();
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  pool.parallel_for(t.rows(), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) weight_row_to_f32(t, r, out.data() + r * cols);
+  });
+  return out;
+}
+
+TensorQuantReport install_quantized(Checkpoint& checkpoint, Tensor& tensor, const Tensor& before, QuantizedMatrix q,
+                                    const std::vector<float>& w, ThreadPool& pool) {
+  auto owned = std::make_shared<QuantizedMatrix>(std::move(q));
+  const std::vector<int64_t> shape = tensor.shape;
+  tensor = owned->view(tensor.name);
+  tensor.shape = shape;
+  checkpoint.storage.push_back(owned);
+  return round_trip_report(before, tensor, w, stored_bytes(before), pool);
+}
+
 Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
                                            const ProgressCallback& progress) {
+  if (options.calibrated())
+    return Status::error(fmt::format("{}: {} needs calibration data", checkpoint.source,
+                                     options.smoothquant ? "SmoothQuant" : quant_scheme_name(options.scheme)));
   QuantizeReport report;
   uint64_t total = 0, done = 0;
   for (const auto& [name, tensor] : checkpoint.tensors) {
     report.checkpoint_bytes_before += stored_bytes(tensor);
-    if (is_quantized_linear_weight(name)) total += static_cast<uint64_t>(tensor.numel());
+    if (quantizes(name, options)) total += static_cast<uint64_t>(tensor.numel());
   }
-  if (options.scheme == QuantScheme::W4A16Rtn) ANVIL_RETURN_IF_ERROR(check_groups_fit(checkpoint, options.group_size));
+  ANVIL_RETURN_IF_ERROR(check_ignore_patterns(checkpoint, options));
+  if (options.scheme == QuantScheme::W4A16Rtn) ANVIL_RETURN_IF_ERROR(check_groups_fit(checkpoint, options));
   const DType target = quant_scheme_dtype(options.scheme);
   for (auto& [name, tensor] : checkpoint.tensors) {
-    if (!is_quantized_linear_weight(name)) continue;
+    if (!quantizes(name, options)) continue;
     if (tensor.shape.size() != 2)
       return Status::error(fmt::format("{}: tensor {} has shape {}, not a matrix", checkpoint.source, name,
                                        tensor.shape_string()));
     const Tensor before = tensor;
-    const std::vector<float> w = to_f32(tensor, pool);
+    const std::vector<float> w = weight_to_f32(tensor, pool);
     if (dtype_has_external_scales(target)) {
-      ANVIL_RETURN_IF_ERROR(quantize_scaled(checkpoint, tensor, w, options, pool));
+      ANVIL_ASSIGN_OR_RETURN(QuantizedMatrix q, quantize_matrix(checkpoint.source + ": tensor " + tensor.name, w,
+                                                                tensor.rows(), tensor.cols(), options, pool));
+      report.tensors.push_back(install_quantized(checkpoint, tensor, before, std::move(q), w, pool));
     } else {
       ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, tensor, target));
+      report.tensors.push_back(round_trip_report(before, tensor, w, stored_bytes(before), pool));
     }
-    report.tensors.push_back(round_trip_report(before, tensor, w, stored_bytes(before), pool));
     done += static_cast<uint64_t>(tensor.numel());
     if (progress) progress(done, total);
   }
+  if (report.tensors.empty())
+    return Status::error(checkpoint.source + ": no linear-layer weights (blk.N.attn_q.weight, ...) to quantize");
+  for (const auto& [name, tensor] : checkpoint.tensors) report.checkpoint_bytes_after += stored_bytes(tensor);
+  checkpoint.quantization = quantization_info(options);
+  return report;
+}
+
+Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const QuantizeOptions& options,
+                                           const CalibrationSet& calibration, ThreadPool& pool,
+                                           const ProgressCallback& progress, const LayerProgressCallback& on_layer) {
+  if (!options.calibrated()) return quantize_checkpoint(checkpoint, options, pool, progress);
+  if (calibration.samples.empty()) return Status::error(checkpoint.source + ": the calibration set is empty");
+  QuantizeReport report;
+  report.calibration_samples = static_cast<int64_t>(calibration.samples.size());
+  report.calibration_seq_len = calibration.seq_len();
+  uint64_t total = 0;
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    report.checkpoint_bytes_before += stored_bytes(tensor);
+    if (quantizes(name, options)) total += static_cast<uint64_t>(tensor.numel());
+    if (is_quantized_linear_weight(name)) {
+      if (tensor.shape.size() != 2)
+        return Status::error(fmt::format("{}: tensor {} has shape {}, not a matrix", checkpoint.source, name,
+                                         tensor.shape_string()));
+    }
+  }
+  // Layer by layer, as the drivers report them.
+  uint64_t done = 0;
+  auto layer_done = [&](int64_t layer, int64_t n_layers) {
+    for (const TensorQuantReport& t : report.tensors)
+      if (t.name.rfind(fmt::format("blk.{}.", layer), 0) == 0) done += static_cast<uint64_t>(t.elements);
+    if (progress) progress(done, total);
+    if (on_layer) on_layer(layer, n_layers, report);
+  };
+  ANVIL_RETURN_IF_ERROR(check_ignore_patterns(checkpoint, options));
+  if (options.scheme == QuantScheme::W4A16Gptq) {
+    ANVIL_RETURN_IF_ERROR(check_groups_fit(checkpoint, options));
+    ANVIL_RETURN_IF_ERROR(gptq_quantize_layers(checkpoint, options, calibration, pool, report, layer_done));
+  } else {
+    // SmoothQuant, then int8 per channel of the layer's (smoothed) f32 weights.
+    auto quantize_layer = [&](SmoothedLayer& layer) -> Status {
+      for (size_t i = 0; i < layer.tensors.size(); ++i) {
+        Tensor& tensor = *layer.tensors[i];
+        if (options.ignores(tensor.name)) continue;  // kept as f32 (smoothed when q/k/v/gate/up)
+        const std::vector<float> w = weight_to_f32(tensor, pool);
+        ANVIL_ASSIGN_OR_RETURN(QuantizedMatrix q,
+                               quantize_int8_per_channel(checkpoint.source + ": tensor " + tensor.name, w.data(),
+                                                         tensor.rows(), tensor.cols(), pool));
+        report.tensors.push_back(install_quantized(checkpoint, tensor, layer.original[i], std::move(q), w, pool));
+      }
+      report.smoothing.insert(report.smoothing.end(), layer.smoothing.begin(), layer.smoothing.end());
+      layer_done(layer.layer, checkpoint.config.n_layers);
+      return Status::ok();
+    };
+    ANVIL_RETURN_IF_ERROR(smooth_checkpoint(checkpoint, calibration, options.alpha, pool, quantize_layer).status());
+  }
+  std::sort(report.tensors.begin(), report.tensors.end(),
+            [](const TensorQuantReport& a, const TensorQuantReport& b) { return a.name < b.name; });
   if (report.tensors.empty())
     return Status::error(checkpoint.source + ": no linear-layer weights (blk.N.attn_q.weight, ...) to quantize");
   for (const auto& [name, tensor] : checkpoint.tensors) report.checkpoint_bytes_after += stored_bytes(tensor);
@@ -199,6 +280,24 @@ double QuantizeReport::max_normalized_max_error() const {
   double m = 0;
   for (const TensorQuantReport& t : tensors) m = std::max(m, t.normalized_max_error);
   return m;
+}
+
+namespace {
+
+double mean_measured(const std::vector<TensorQuantReport>& tensors, double TensorQuantReport::*field) {
+  double sum = 0;
+  int64_t n = 0;
+  for (const TensorQuantReport& t : tensors)
+    if (t.*field >= 0) sum += t.*field, ++n;
+  return n > 0 ? sum / static_cast<double>(n) : -1.0;
+}
+
+}  // namespace
+
+double QuantizeReport::mean_output_error() const { return mean_measured(tensors, &TensorQuantReport::output_error); }
+
+double QuantizeReport::mean_rtn_output_error() const {
+  return mean_measured(tensors, &TensorQuantReport::rtn_output_error);
 }
 
 }  // namespace anvil

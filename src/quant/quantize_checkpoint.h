@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,10 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "model/checkpoint.h"
+#include "quant/calibration.h"
 #include "quant/quant_scheme.h"
+#include "quant/quantized_matrix.h"
+#include "quant/smoothquant.h"
 
 namespace anvil {
 
@@ -27,6 +31,13 @@ struct TensorQuantReport {
   // Round trip w -> quantized -> dequantized w': ||w' - w||_2 / ||w||_2, and max |w' - w| / max |w|.
   double relative_rms_error = 0;
   double normalized_max_error = 0;
+  // Calibrated schemes: the relative error of the layer's output on the calibration inputs X,
+  // ||(W' - W) X^T||_F / ||W X^T||_F (W the f32 source, after smoothing for SmoothQuant); -1 when
+  // not measured. For w4a16-gptq also the same for round-to-nearest of the same weights and
+  // inputs, and the Hessian dampening (fraction of its mean diagonal) that GPTQ needed.
+  double output_error = -1;
+  double rtn_output_error = -1;
+  double gptq_damp = 0;
 };
 
 struct QuantizeReport {
@@ -39,12 +50,41 @@ struct QuantizeReport {
   double max_relative_rms_error() const;
   double mean_relative_rms_error() const;  // over tensors
   double max_normalized_max_error() const;
+
+  // Calibrated schemes.
+  int64_t calibration_samples = 0, calibration_seq_len = 0;
+  std::vector<SmoothingReport> smoothing;  // SmoothQuant: per smoothed norm, layer by layer
+  double mean_output_error() const;        // over the tensors that measured it; -1 if none
+  double mean_rtn_output_error() const;
 };
+
+// Calibrated schemes run layer by layer: called after each layer is done, with the report so far.
+using LayerProgressCallback = std::function<void(int64_t layer, int64_t n_layers, const QuantizeReport& so_far)>;
 
 // Replaces each linear weight of `checkpoint` by its quantized form (new bytes and scales owned
 // by checkpoint.storage) and sets checkpoint.quantization. The source may be any loadable dtype,
 // scaled ones included (dequantized with their scales first). `progress` counts elements.
+// Calibrated schemes (options.calibrated()) need the overload with a calibration set.
 Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
                                            const ProgressCallback& progress = {});
+
+// Any scheme; the calibrated ones learn from `calibration`:
+//   w4a16-gptq   sequential GPTQ (quant/gptq_checkpoint.h): per layer, the Hessians of its inputs
+//                with every earlier layer already quantized, then GPTQ of its 7 weights.
+//   w8a8 + SmoothQuant   per layer, activation ranges from the float model, smoothing folded
+//                into the norms and weights (quant/smoothquant.h), then int8 per channel.
+// The others ignore the calibration set.
+Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const QuantizeOptions& options,
+                                           const CalibrationSet& calibration, ThreadPool& pool,
+                                           const ProgressCallback& progress = {},
+                                           const LayerProgressCallback& on_layer = {});
+
+// For the calibrated drivers: a weight's values as f32 (scales applied), rows in parallel.
+std::vector<float> weight_to_f32(const Tensor& tensor, ThreadPool& pool);
+// Replaces `tensor` by `q` (kept alive by checkpoint.storage; the shape is kept) and reports the
+// round trip against `w`, the f32 values it was quantized from; `before` is the tensor as the
+// checkpoint held it (its dtype and bytes go in the report).
+TensorQuantReport install_quantized(Checkpoint& checkpoint, Tensor& tensor, const Tensor& before, QuantizedMatrix q,
+                                    const std::vector<float>& w, ThreadPool& pool);
 
 }  // namespace anvil

@@ -4,11 +4,18 @@
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <string>
 #include <random>
 #include <vector>
 
 #include "compute/cpu/gemm_provider.h"
+#include "compute/cpu/matmul.h"
 #include "compute/cpu/onednn_gemm.h"
+#include "core/thread_pool.h"
+#include "quant/fp8.h"
+#include "quant/int4_rtn.h"
+#include "quant/int8_w8a8.h"
 
 namespace anvil {
 namespace {
@@ -94,6 +101,48 @@ TEST(GemmProvider, EveryProviderEveryDtypeMatchesReference) {
       const char* compute_name = compute == GemmCompute::F32 ? "f32" : compute == GemmCompute::BF16 ? "bf16" : "int8";
       std::printf("[ gemm     ] %-12s %-5s compute %-4s  %2d cases  max normalized error %.2e (bound %.0e)\n",
                   provider->name(), dtype_name(dtype), compute_name, checked, worst, bound);
+    }
+  }
+}
+
+// The bf16 providers' direct F8_E4M3 / I8 / I4 row converters round the same f32 the generic
+// path dequantizes (weight_row_to_f32, then f32 -> bf16), bit for bit but for the sign of zero.
+TEST(GemmProvider, ScaledTypesConvertToBf16AsThroughF32) {
+  std::mt19937 rng(9);
+  ThreadPool pool(1);
+  const int64_t rows = 5, k = 384 + 16 + 8;  // whole 32-runs, a 16-run and a tail for F8 / I8
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  std::vector<float> w(rows * k);
+  for (float& v : w) v = dist(rng);
+  w[7] = 2.0f;
+  w[9] = 1e-6f;  // an F8 subnormal after scaling
+  std::vector<std::pair<std::string, std::shared_ptr<QuantizedMatrix>>> cases;
+  auto add = [&](std::string label, Result<QuantizedMatrix> q) {
+    ASSERT_TRUE(q.is_ok()) << q.status().message();
+    cases.emplace_back(std::move(label), std::make_shared<QuantizedMatrix>(std::move(q).value()));
+  };
+  add("F8_E4M3", quantize_fp8("w", w.data(), rows, k, Fp8Granularity::PerChannel, pool));
+  add("I8", quantize_int8_per_channel("w", w.data(), rows, 384, pool));
+  for (int64_t group : {32, 64, 128})
+    for (bool symmetric : {true, false})
+      add("I4 g" + std::to_string(group) + (symmetric ? " sym" : " asym"),
+          quantize_int4_rtn("w", w.data(), rows, 384, {group, symmetric}, pool));
+  for (const auto& [label, matrix] : cases) {
+    const Tensor t = matrix->view("w");
+    const int64_t cols = t.cols();
+    std::vector<float> f32(cols), scratch(cols);
+    std::vector<uint16_t> direct(cols), via_f32(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      onednn_weight_row_to_bf16(t, r, direct.data(), scratch.data());
+      weight_row_to_f32(t, r, f32.data());
+      const Tensor f32_row{"row", DType::F32, {1, cols}, reinterpret_cast<const std::byte*>(f32.data()),
+                           f32.size() * sizeof(float), {}};
+      onednn_weight_row_to_bf16(f32_row, 0, via_f32.data(), scratch.data());
+      for (int64_t i = 0; i < cols; ++i) {
+        const bool both_zero = (direct[i] & 0x7FFF) == 0 && (via_f32[i] & 0x7FFF) == 0;
+        ASSERT_TRUE(both_zero || direct[i] == via_f32[i])
+            << label << " row " << r << " col " << i << ": " << direct[i] << " vs " << via_f32[i];
+      }
     }
   }
 }

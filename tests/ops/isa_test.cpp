@@ -25,8 +25,8 @@ TEST(Isa, CapLimitsTheActiveLevel) {
     EXPECT_LE(static_cast<int>(active_isa()), static_cast<int>(cap));
   }
   set_isa_cap(Isa::Avx512);
-  std::printf("detected %s, active %s, vnni %d, bf16 %d\n", isa_name(detected_isa()), isa_name(active_isa()),
-              isa_has_avx512_vnni(), isa_has_avx512_bf16());
+  std::printf("detected %s, active %s, vnni %d, bf16 %d, vbmi %d\n", isa_name(detected_isa()),
+              isa_name(active_isa()), isa_has_avx512_vnni(), isa_has_avx512_bf16(), isa_has_avx512_vbmi());
 }
 
 TEST(Isa, SubfeaturesFollowTheLevelAndTheMask) {
@@ -34,11 +34,14 @@ TEST(Isa, SubfeaturesFollowTheLevelAndTheMask) {
   set_isa_cap(Isa::Avx512, true);
   EXPECT_EQ(isa_has_avx512_vnni(), active_isa() == Isa::Avx512 && f.avx512_vnni);
   EXPECT_EQ(isa_has_avx512_bf16(), active_isa() == Isa::Avx512 && f.avx512_bf16);
+  EXPECT_EQ(isa_has_avx512_vbmi(), active_isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vbmi"));
   set_isa_cap(Isa::Avx512, false);
   EXPECT_FALSE(isa_has_avx512_vnni());
   EXPECT_FALSE(isa_has_avx512_bf16());
+  EXPECT_FALSE(isa_has_avx512_vbmi());
   set_isa_cap(Isa::Avx2, true);
   EXPECT_FALSE(isa_has_avx512_vnni());
+  EXPECT_FALSE(isa_has_avx512_vbmi());
   set_isa_cap(Isa::Avx512);
 }
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -17,6 +19,7 @@
 #include "compute/cpu/matmul.h"
 #include "core/cpu_features.h"
 #include "quant/fp8.h"
+#include "quant/fp8_e4m3.h"
 #include "quant/int4_rtn.h"
 #include "quant/int8_w8a8.h"
 
@@ -57,11 +60,21 @@ std::vector<Case> make_cases(int64_t rows, int64_t k, std::mt19937& rng) {
   return cases;
 }
 
-std::vector<Isa> isa_caps() {
-  std::vector<Isa> caps;
-  for (Isa cap : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-    set_isa_cap(cap);
-    if (active_isa() == cap) caps.push_back(cap);
+// An ISA level, and whether its optional sub-features (VNNI, BF16) are on.
+struct IsaPath {
+  Isa cap;
+  bool subfeatures;
+  std::string name() const { return std::string(isa_name(cap)) + (subfeatures ? "" : "-nosub"); }
+  void apply() const { set_isa_cap(cap, subfeatures); }
+};
+
+// Every path this CPU can run, AVX-512 without VNNI (I8 then runs the AVX2 kernel) included.
+std::vector<IsaPath> isa_caps() {
+  std::vector<IsaPath> caps;
+  for (IsaPath path : {IsaPath{Isa::Scalar, true}, IsaPath{Isa::Avx2, true}, IsaPath{Isa::Avx512, false},
+                       IsaPath{Isa::Avx512, true}}) {
+    path.apply();
+    if (active_isa() == path.cap) caps.push_back(path);
   }
   set_isa_cap(Isa::Avx512);
   return caps;
@@ -106,7 +119,8 @@ std::vector<float> w8a8_integer_reference(const QuantizedMatrix& w, const std::v
 TEST(ScaledGemv, W8A16AndW4A16MatchTheReferenceOnEveryPath) {
   std::mt19937 rng(21);
   ThreadPool ref_pool(1);
-  for (int64_t k : {128, 384}) {
+  // 352 and 320: I4 blocks of 128 plus a tail of 32- or 64-groups; 200 and 72: F8_E4M3 tails.
+  for (int64_t k : {128, 384, 352, 320, 200, 72}) {
     for (const Case& c : make_cases(13, k, rng)) {
       const Tensor w = c.tensor();
       if (w.dtype == DType::I8) continue;
@@ -122,13 +136,13 @@ TEST(ScaledGemv, W8A16AndW4A16MatchTheReferenceOnEveryPath) {
           for (int64_t t = 0; t < n_tokens; ++t)
             for (int64_t i = 0; i < k; ++i) abs_products[t * w.rows() + r] += std::fabs(row[i] * x[t * k + i]);
         }
-        for (Isa cap : isa_caps()) {
-          set_isa_cap(cap);
+        for (const IsaPath& path : isa_caps()) {
+          path.apply();
           for (int threads : {1, 2}) {
             const std::vector<float> y = run_gemv(w, x, n_tokens, threads);
             for (size_t i = 0; i < y.size(); ++i)
               ASSERT_LE(std::fabs(y[i] - ref[i]), 2e-6 * abs_products[i] + 1e-30)
-                  << c.label << " k=" << k << " tokens=" << n_tokens << " isa=" << isa_name(cap) << " out " << i;
+                  << c.label << " k=" << k << " tokens=" << n_tokens << " isa=" << path.name() << " out " << i;
           }
         }
         set_isa_cap(Isa::Avx512);
@@ -140,7 +154,7 @@ TEST(ScaledGemv, W8A16AndW4A16MatchTheReferenceOnEveryPath) {
 TEST(ScaledGemv, W8A8EqualsTheIntegerReferenceExactly) {
   std::mt19937 rng(22);
   ThreadPool ref_pool(1);
-  for (int64_t k : {96, 200}) {
+  for (int64_t k : {96, 200, 512}) {
     for (const Case& c : make_cases(13, k, rng)) {
       if (c.matrix->dtype != DType::I8) continue;
       const Tensor w = c.tensor();
@@ -148,11 +162,11 @@ TEST(ScaledGemv, W8A8EqualsTheIntegerReferenceExactly) {
         std::vector<float> x = gaussian(n_tokens * k, rng);
         x[k / 2] *= 20.0f;  // an activation outlier coarsens token 0's step
         const std::vector<float> exact = w8a8_integer_reference(*c.matrix, x, n_tokens);
-        for (Isa cap : isa_caps()) {
-          set_isa_cap(cap);
+        for (const IsaPath& path : isa_caps()) {
+          path.apply();
           for (int threads : {1, 2})
             ASSERT_EQ(run_gemv(w, x, n_tokens, threads), exact)
-                << "k=" << k << " tokens=" << n_tokens << " isa=" << isa_name(cap) << " threads=" << threads;
+                << "k=" << k << " tokens=" << n_tokens << " isa=" << path.name() << " threads=" << threads;
         }
         set_isa_cap(Isa::Avx512);
         // Against the float reference: each activation is off by at most half its token's step.
@@ -235,6 +249,105 @@ TEST(ScaledGemv, EveryProviderAndMatmulMatchTheDequantizedReference) {
     }
     std::printf("[ scaled   ] %-20s worst provider normalized error %.2e\n", c.label.c_str(), worst);
   }
+}
+
+// Extreme codes: I8 -128 (loaders accept it) and +-127 against +-127 activations, exact on every
+// path; long rows whose flipped-code lanes wrap int32 on the way (the dot itself fits).
+TEST(ScaledGemv, W8A8ExtremeCodesAndLongRowsStayExact) {
+  std::mt19937 rng(26);
+  ThreadPool pool(1);
+  for (int64_t k : {64, 4160, 130048}) {
+    const int64_t rows = 17;
+    std::vector<float> w = gaussian(rows * k, rng, 0.05f);
+    Result<QuantizedMatrix> q = quantize_int8_per_channel("w", w.data(), rows, k, pool);
+    ASSERT_TRUE(q.is_ok());
+    QuantizedMatrix& m = q.value();
+    auto* codes = reinterpret_cast<int8_t*>(m.codes.data());
+    for (int64_t i = 0; i < k; ++i) {
+      codes[0 * k + i] = -128;                   // row 0: every code -128
+      codes[1 * k + i] = 127;                    // row 1: every code +127
+      codes[2 * k + i] = i % 2 ? 127 : -128;     // row 2: alternating
+    }
+    std::vector<float> x(2 * k);
+    for (int64_t i = 0; i < k; ++i) {
+      x[i] = 1.0f;                    // token 0: every code +127
+      x[k + i] = i % 3 ? -1.0f : 1.0f;  // token 1: mostly -127
+    }
+    const std::vector<float> exact = w8a8_integer_reference(m, x, 2);
+    const Tensor t = m.view("w");
+    for (const IsaPath& path : isa_caps()) {
+      path.apply();
+      EXPECT_EQ(run_gemv(t, x, 2, 2), exact) << "k=" << k << " isa=" << path.name();
+    }
+    set_isa_cap(Isa::Avx512);
+  }
+}
+
+// The SIMD per-token quantizer reproduces the scalar one bit for bit: ties, NaN, infinity,
+// zero tokens, denormals and lengths that are not a multiple of the vector width.
+TEST(ScaledGemv, PerTokenQuantizerSimdEqualsScalar) {
+  std::mt19937 rng(27);
+  for (int64_t k : {1, 15, 16, 17, 100, 2048}) {
+    const int64_t n_tokens = 6;
+    std::vector<float> x = gaussian(n_tokens * k, rng, 3.0f);
+    // token 1: exact ties after scaling (amax 127 -> scale 1: x.5 values round to even)
+    for (int64_t i = 0; i < k; ++i) x[k + i] = static_cast<float>(i % 254) - 126.5f;
+    x[k] = 127.0f;
+    for (int64_t i = 0; i < k; ++i) x[2 * k + i] = 0.0f;  // token 2: all zero
+    x[3 * k + k / 2] = std::nanf("");                     // token 3: a NaN (ignored by amax, code 0)
+    x[4 * k] = std::numeric_limits<float>::infinity();    // token 4: infinity (scale inf)
+    x[5 * k + k - 1] = 1e-41f;                             // token 5: a denormal
+    std::vector<int8_t> simd(n_tokens * k), scalar(n_tokens * k);
+    std::vector<float> simd_scale(n_tokens), scalar_scale(n_tokens);
+    for (const IsaPath& path : isa_caps()) {
+      path.apply();
+      quantize_int8_per_token(x.data(), n_tokens, k, simd.data(), simd_scale.data());
+      quantize_int8_per_token_scalar(x.data(), n_tokens, k, scalar.data(), scalar_scale.data());
+      EXPECT_EQ(simd, scalar) << "k=" << k << " isa=" << path.name();
+      for (int64_t t = 0; t < n_tokens; ++t)
+        EXPECT_EQ(std::memcmp(&simd_scale[t], &scalar_scale[t], 4), 0) << "k=" << k << " token " << t;
+    }
+    set_isa_cap(Isa::Avx512);
+  }
+}
+
+// F8_E4M3's NaN codes (S.1111.111) make their row NaN on every path, as the decode table does;
+// every other code, subnormals and +-448 included, decodes exactly.
+TEST(ScaledGemv, F8NanCodesGiveNanAndEveryOtherCodeIsExact) {
+  const int64_t rows = 6, k = 256 + 32 + 8;  // the 64-code loop, a 32-block and a tail
+  std::vector<uint8_t> codes(rows * k);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i) codes[r * k + i] = static_cast<uint8_t>((r * 97 + i * 31) % 256);
+  for (uint8_t& c : codes)
+    if ((c & 0x7F) == 0x7F) c ^= 0x01;  // no NaN codes yet
+  codes[1 * k + 5] = 0x7F;               // row 1: +NaN in the 64-code loop
+  codes[3 * k + 256 + 7] = 0xFF;         // row 3: -NaN in the 32-block
+  codes[4 * k + k - 1] = 0x7F;           // row 4: NaN in the tail
+  std::vector<float> scale(rows, 0.5f);
+  Tensor w{"w", DType::F8_E4M3, {rows, k}, reinterpret_cast<const std::byte*>(codes.data()), codes.size(), {}};
+  w.quant = {scale.data(), nullptr, k};
+  std::mt19937 rng(28);
+  const std::vector<float> x = gaussian(2 * k, rng);
+  for (const IsaPath& path : isa_caps()) {
+    path.apply();
+    const std::vector<float> y = run_gemv(w, x, 2, 1);
+    for (int64_t t = 0; t < 2; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        const float v = y[t * rows + r];
+        if (r == 1 || r == 3 || r == 4) {
+          EXPECT_TRUE(std::isnan(v)) << "row " << r << " isa=" << path.name();
+        } else {
+          double ref = 0, abs_sum = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double p = static_cast<double>(e4m3_to_float(codes[r * k + i])) * x[t * k + i];
+            ref += p;
+            abs_sum += std::fabs(p);
+          }
+          EXPECT_LE(std::fabs(v - 0.5 * ref), 2e-6 * 0.5 * abs_sum) << "row " << r << " isa=" << path.name();
+        }
+      }
+  }
+  set_isa_cap(Isa::Avx512);
 }
 
 TEST(ScaledGemv, ProvidersRejectInconsistentScalesAsStatus) {

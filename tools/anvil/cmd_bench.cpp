@@ -212,6 +212,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   add_bench_serve_command(*bench, exit_code);
   add_bench_engine_commands(*bench, exit_code);
   add_bench_sweep_command(*bench, exit_code);
+  add_bench_quant_command(*bench, exit_code);
   auto options = std::make_shared<BenchModelOptions>();
   CLI::App* model = bench->add_subcommand("model", "Prompt processing (pp) and generation (tg) tokens/s, "
                                                    "with llama-bench's semantics");

@@ -22,6 +22,7 @@
 #include "eval/perplexity.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
+#include "quant/calibration.h"
 #include "tokenizer/tokenizer.h"
 
 namespace anvil::cli {
@@ -48,32 +49,6 @@ Result<std::string> read_file(const std::string& path, const char* what) {
   contents << in.rdbuf();
   if (in.bad()) return Status::error(fmt::format("{}: cannot read the {}", path, what));
   return contents.str();
-}
-
-// Token ids separated by whitespace and/or commas ("1 450 4996" or "1,450,4996").
-Result<std::vector<int32_t>> parse_token_file(const std::string& path, const std::string& text) {
-  std::vector<int32_t> ids;
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char ch = static_cast<unsigned char>(text[i]);
-    if (std::isspace(ch) || ch == ',') {
-      ++i;
-      continue;
-    }
-    size_t end = i;
-    while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
-    const bool separated = end == text.size() || std::isspace(static_cast<unsigned char>(text[end])) || text[end] == ',';
-    if (end == i || !separated || end - i > 9) {
-      size_t stop = i;
-      while (stop < text.size() && !std::isspace(static_cast<unsigned char>(text[stop])) && text[stop] != ',') ++stop;
-      return Status::error(fmt::format("{}: '{}' (token {}) is not a token id; the file holds ids separated by "
-                                       "spaces, newlines or commas",
-                                       path, text.substr(i, std::min<size_t>(stop - i, 32)), ids.size() + 1));
-    }
-    ids.push_back(static_cast<int32_t>(std::stol(text.substr(i, end - i))));
-    i = end;
-  }
-  return ids;
 }
 
 // The id that replaces each chunk's first token: BOS when the model adds one (llama.cpp's
@@ -327,7 +302,7 @@ int perplexity_command(const PerplexityOptions& options) {
     if (!read) return fail(read.status().message());
     contents = std::move(read).value();
     if (ids) {
-      Result<std::vector<int32_t>> parsed = parse_token_file(options.tokens_file, contents);
+      Result<std::vector<int32_t>> parsed = parse_token_ids(options.tokens_file, contents);  // quant/calibration.h
       if (!parsed) return fail(parsed.status().message());
       file_ids = std::move(parsed).value();
     }

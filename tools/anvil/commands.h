@@ -15,6 +15,7 @@ void add_bench_batched_command(CLI::App& bench, int& exit_code);  // under `benc
 void add_bench_serve_command(CLI::App& bench, int& exit_code);    // bench serve (HTTP load generator)
 void add_bench_engine_commands(CLI::App& bench, int& exit_code);  // bench latency|throughput|compare
 void add_bench_sweep_command(CLI::App& bench, int& exit_code);    // bench sweep (configuration sweep)
+void add_bench_quant_command(CLI::App& bench, int& exit_code);    // bench quant (accuracy and speed per scheme)
 void add_plan_command(CLI::App& app, int& exit_code);
 void add_perplexity_command(CLI::App& app, int& exit_code);
 void add_quantize_command(CLI::App& app, int& exit_code);

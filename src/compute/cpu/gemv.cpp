@@ -36,11 +36,40 @@ GemvKernel select_kernel(DType dtype) {
   const Isa isa = active_isa();
   GemvKernel kernel = nullptr;
 #if defined(__x86_64__)
-  if (isa >= Isa::Avx512) kernel = avx512_kernel(dtype, isa_has_avx512_vnni());
+  if (isa >= Isa::Avx512) kernel = avx512_kernel(dtype, isa_has_avx512_vnni(), isa_has_avx512_vbmi());
   if (kernel == nullptr && isa >= Isa::Avx2) kernel = avx2_kernel(dtype);
 #endif
   if (kernel == nullptr) kernel = scalar_kernel(dtype);
   return kernel;
+}
+
+// GemvActivations::f32_permuted.
+void prepare_permuted(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out) {
+  out.f32_permuted.resize(n_tokens * k);
+  const bool i4 = weight_dtype == DType::I4;
+  const int64_t blocked = i4 ? k / 128 * 128 : k / 64 * 64;  // whole blocks of the kernel's order
+  const int64_t pairs = i4 ? k / kBlock * kBlock : blocked;  // then I4's 32-element runs
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * k;
+    float* pt = out.f32_permuted.data() + t * k;
+    if (i4) {
+      for (int64_t b = 0; b < blocked; b += 128)
+        for (int n = 0; n < 8; ++n)
+          for (int j = 0; j < 16; ++j) pt[b + 16 * n + j] = xt[b + 8 * j + n];
+    } else {
+      constexpr int kFirst[4] = {0, 1, 8, 9};
+      for (int64_t b = 0; b < blocked; b += 64)
+        for (int v = 0; v < 4; ++v)
+          for (int q = 0; q < 4; ++q)
+            for (int j = 0; j < 4; ++j) pt[b + 16 * v + 4 * q + j] = xt[b + 16 * q + kFirst[v] + 2 * j];
+    }
+    for (int64_t b = blocked; b < pairs; b += kBlock)
+      for (int i = 0; i < 16; ++i) {
+        pt[b + i] = xt[b + 2 * i];
+        pt[b + 16 + i] = xt[b + 2 * i + 1];
+      }
+    std::copy(xt + pairs, xt + k, pt + pairs);
+  }
 }
 
 }  // namespace
@@ -55,12 +84,26 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
   const ActivationKind kind = activation_kind(weight_dtype);
   if (kind == ActivationKind::Float) {
     out.f32.assign(x, x + n_tokens * k);
+    if (weight_dtype == DType::F8_E4M3 || weight_dtype == DType::I4) {
+      prepare_permuted(weight_dtype, x, n_tokens, k, out);
+    } else {
+      out.f32_permuted.clear();
+    }
     return;
   }
   if (kind == ActivationKind::Int8PerToken) {
     out.q.resize(n_tokens * k);
     out.token_scale.resize(n_tokens);
+    out.bias.resize(n_tokens);
     quantize_int8_per_token(x, n_tokens, k, out.q.data(), out.token_scale.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int8_t* q = out.q.data() + t * k;
+      int32_t sum = 0;
+      for (int64_t i = 0; i < k; ++i) sum += q[i];
+      // -128 * sum can pass 2^31 at kMaxI8Cols: kept modulo 2^32, as the kernels' int32 lanes
+      // wrap, which leaves their exact final dot (in int32 range) unchanged.
+      out.bias[t] = static_cast<int32_t>(static_cast<uint32_t>(-128 * int64_t{sum}));
+    }
     return;
   }
   const int64_t blocks = n_tokens * k / kBlock;
@@ -116,26 +159,32 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
   const GemvKernel kernel = select_kernel(weight.dtype);
   const int64_t k = x.k;
   const ActivationKind kind = activation_kind(weight.dtype);
-  // Tokens beyond kMaxTokens run as further passes over the same rows, a cache-sized block of
-  // rows at a time (batched decode), so that the weights come from memory once, not per pass.
+  // Tokens beyond a kernel call's share run as further passes over the same rows, a cache-sized
+  // block of rows at a time (batched decode), so that the weights come from memory once, not per
+  // pass. F8_E4M3 and I4 kernels take at most 4 tokens a call: their f32 activations of more
+  // tokens no longer fit in L1 beside the weights of a pass (and 3 accumulators per row and token
+  // would not fit the registers).
+  const int64_t max_tokens = weight.dtype == DType::F8_E4M3 || weight.dtype == DType::I4 ? 4 : kMaxTokens;
   const int64_t block_rows =
-      x.n_tokens <= kMaxTokens ? row_end - row_begin
+      x.n_tokens <= max_tokens ? row_end - row_begin
                                : std::max<int64_t>(16, (kGemvRowBlockBytes / std::max<int64_t>(1, weight.row_bytes())) / 16 * 16);
   for (int64_t r0 = row_begin; r0 < row_end; r0 += block_rows) {
-    for (int64_t t0 = 0; t0 < x.n_tokens; t0 += kMaxTokens) {
+    for (int64_t t0 = 0; t0 < x.n_tokens; t0 += max_tokens) {
       GemvArgs args{};
       args.w = weight.data;
       args.row_bytes = weight.row_bytes();
       args.k = k;
-      args.n_tokens = static_cast<int>(std::min<int64_t>(kMaxTokens, x.n_tokens - t0));
+      args.n_tokens = static_cast<int>(std::min<int64_t>(max_tokens, x.n_tokens - t0));
       args.wscale = weight.quant.scale;
       args.wzero = weight.quant.zero;
       args.wgroup = weight.quant.group;
       if (kind == ActivationKind::Float) {
         args.xf = x.f32.data() + t0 * k;
+        if (!x.f32_permuted.empty()) args.xf_permuted = x.f32_permuted.data() + t0 * k;
       } else if (kind == ActivationKind::Int8PerToken) {
         args.xq = x.q.data() + t0 * k;
         args.xtoken_scale = x.token_scale.data() + t0;
+        args.xbias = x.bias.data() + t0;
       } else {
         args.xq = x.q.data() + t0 * k;
         args.xscale = x.scale.data() + t0 * k / kBlock * kLanesPerBlock;

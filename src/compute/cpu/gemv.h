@@ -50,8 +50,17 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 // The scaled types (core/quant_scales.h) follow their schemes: F8_E4M3 (W8A16) and I4 (W4A16)
 // weights multiply the float activations (f32), like the float types. I8 weights (W8A8) multiply
 // int8 activations quantized per token (quant/int8_w8a8.h: one symmetric scale amax/127 per
-// token, round to nearest even): q[t*k + i] codes, token_scale[t]; the kernels take exact int32
-// dot products and scale each by w_scale[row] * token_scale[t].
+// token, round to nearest even): q[t*k + i] codes, token_scale[t], and bias[t] = -128 * the sum
+// of token t's codes (the SIMD kernels flip the weight codes to unsigned, as for Q8_0); the
+// kernels take exact int32 dot products and scale each by w_scale[row] * token_scale[t].
+// F8_E4M3 and I4 also get `f32_permuted` (stride k per token): x in the order in which the
+// AVX-512 kernels produce f32 weights from their codes without further shuffles.
+//   F8_E4M3: per whole 64-element block, 4 vectors v of 16: element 16q + {0, 1, 8, 9}[v] + 2j
+//     at 16v + 4q + j (the bf16 words of a byte interleave, split into int32 low and high
+//     halves); the k % 64 tail as is.
+//   I4: per whole 128-element block, element 8j + n at 16n + j (int32 lane j of 64 code bytes
+//     holds elements 8j..8j+7 in its nibbles n = 0..7); then, for a k % 128 tail of 32- or
+//     64-groups, each 32-element run as its 16 even then its 16 odd elements ("pairs").
 //
 // Q8_0 and Q4_0 also get a grouped copy for the AVX-512 kernels, per group g of 4 whole blocks
 // (128 elements; the k/32 % 4 trailing blocks have none), token stride k (q) and k/128*16 (lanes):
@@ -75,6 +84,7 @@ struct GemvActivations {
   GemvBuffer<float> scale_grouped;
   GemvBuffer<int32_t> bias_grouped;
   GemvBuffer<float> token_scale;  // I8 only: n_tokens
+  GemvBuffer<float> f32_permuted;  // F8_E4M3 and I4: n_tokens x k
 };
 
 // True when gemv supports weights of this dtype (today: every DType).

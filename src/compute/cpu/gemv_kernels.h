@@ -28,7 +28,10 @@ struct GemvArgs {
   const int8_t* xq_grouped;       // Q8_0/Q4_0 grouped copy (see GemvActivations), stride k
   const float* xscale_grouped;    // stride k/128*16
   const int32_t* xbias_grouped;   // stride k/128*16
-  const float* xtoken_scale;      // I8 (W8A8): one activation scale per token (codes in xq)
+  const float* xtoken_scale;      // I8 (W8A8): one activation scale per token (codes in xq, and
+                                  // in xbias one int32 per token: -128 * the sum of its codes)
+  const float* xf_permuted;       // F8_E4M3 and I4: xf in the order their AVX-512 kernels unpack
+                                  // codes (GemvActivations::f32_permuted), stride k
   // Scaled weights (F8_E4M3, I8, I4; core/quant_scales.h): row r's scales (and zero points)
   // start at r * (k / wgroup); wgroup == k for F8_E4M3 and I8 (one scale per row).
   const float* wscale;
@@ -49,7 +52,10 @@ constexpr int32_t weight_code_offset(DType dtype) {
 // Kernels per ISA; null where that ISA has no kernel for the dtype (the dispatcher falls back).
 GemvKernel scalar_kernel(DType dtype);
 GemvKernel avx2_kernel(DType dtype);
-GemvKernel avx512_kernel(DType dtype, bool vnni);
+GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi);
+// The scaled types' kernels (arch/x86/gemv_scaled_*.cpp), consulted by the two above.
+GemvKernel avx2_scaled_kernel(DType dtype);
+GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi);
 
 // Quantizes n_blocks blocks of 32 floats into codes, per-lane scales and biases (and, when
 // min_term is non-null, the Q4_K min terms per 8 blocks). Identical results on every ISA.

@@ -70,6 +70,15 @@ bool isa_has_avx512_bf16() {
          cpu_features().avx512_bf16;
 }
 
+bool isa_has_avx512_vbmi() {
+#if defined(__x86_64__)
+  static const bool present = __builtin_cpu_supports("avx512vbmi");
+#else
+  static const bool present = false;
+#endif
+  return active_isa() == Isa::Avx512 && g_allow_subfeatures.load(std::memory_order_relaxed) && present;
+}
+
 void set_isa_cap(Isa cap, bool allow_subfeatures) {
   g_cap.store(static_cast<int>(cap), std::memory_order_relaxed);
   g_allow_subfeatures.store(allow_subfeatures, std::memory_order_relaxed);

@@ -85,9 +85,12 @@ GemmProvider* forced_provider() {
 // The provider a prefill-sized call goes to; null: the GEMV kernels.
 static GemmProvider* prefill_provider_for(const Tensor& weight, int64_t n_tokens) {
   if (GemmProvider* forced = forced_provider()) return forced;
-  // The scaled types (F8_E4M3, I8, I4) have only scalar GEMV kernels so far: prefill-sized calls
-  // go to oneDNN as early as for float weights.
-  const int64_t gemm_min = dtype_is_ggml_block(weight.dtype) ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
+  // I8 (W8A8) runs int8 dot products on the GEMV kernels like the GGML quantized types, and beats
+  // oneDNN's bf16 up to as many tokens. F8_E4M3 and I4 (W8A16, W4A16) multiply f32 activations, as
+  // the float types do: oneDNN's bf16 GEMM wins from the same 16 tokens (`anvil bench kernels
+  // --kernels gemm --tokens 16,32,64 --providers gemv,onednn`).
+  const bool int8_gemv = dtype_is_ggml_block(weight.dtype) || weight.dtype == DType::I8;
+  const int64_t gemm_min = int8_gemv ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
   return n_tokens >= gemm_min ? find_gemm_provider("onednn") : nullptr;
 }
 

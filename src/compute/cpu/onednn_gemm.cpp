@@ -157,13 +157,77 @@ ANVIL_TARGET_BF16 void q4_0_to_bf16_avx512(const void* src, uint16_t* dst, int64
   }
 }
 
+// The scaled types straight to bf16, each value rounded once from the f32 that
+// dequantize_scaled_row computes (code value times scale, one f32 rounding), so the result is
+// the f32 path's bit for bit (but for the sign of zero: that path adds a zero shift, -0 + 0 = +0).
+
+// F8_E4M3: as in the GEMV kernels, a code is 2^8 times the fp16 number
+// sign << 15 | (code & 0x7F) << 7 (exact); 2^8 joins the row scale (exact). NaN codes (S.1111.111)
+// are restored as NaN.
+ANVIL_TARGET_BF16 inline __m512 f8_e4m3_times_scale(const uint8_t* p, __mmask16 m, __m512 scale_256) {
+  const __m128i codes = _mm_maskz_loadu_epi8(m, p);
+  const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(codes), 7),
+                                     _mm256_set1_epi16(static_cast<short>(0xBF80)));
+  const __mmask16 is_nan = _mm_cmpeq_epi8_mask(_mm_or_si128(codes, _mm_set1_epi8(static_cast<char>(0x80))),
+                                               _mm_set1_epi8(static_cast<char>(0xFF)));
+  return _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(h), scale_256), is_nan, _mm512_set1_ps(__builtin_nanf("")));
+}
+
+ANVIL_TARGET_BF16 void f8_e4m3_to_bf16_avx512(const uint8_t* src, float scale, uint16_t* dst, int64_t n) {
+  const __m512 s = _mm512_set1_ps(scale * 256.0f);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    store_bf16x32(dst + i, f8_e4m3_times_scale(src + i, 0xFFFF, s), f8_e4m3_times_scale(src + i + 16, 0xFFFF, s));
+  for (; i < n; i += 16) {
+    const int64_t left = n - i < 16 ? n - i : 16;
+    const __mmask16 m = static_cast<__mmask16>((1u << left) - 1);
+    _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(f8_e4m3_times_scale(src + i, m, s)));
+  }
+}
+
+ANVIL_TARGET_BF16 inline __m512 i8_times_scale(const int8_t* p, __mmask16 m, __m512 scale) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))), scale);
+}
+
+ANVIL_TARGET_BF16 void i8_to_bf16_avx512(const int8_t* src, float scale, uint16_t* dst, int64_t n) {
+  const __m512 s = _mm512_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    store_bf16x32(dst + i, i8_times_scale(src + i, 0xFFFF, s), i8_times_scale(src + i + 16, 0xFFFF, s));
+  for (; i < n; i += 16) {
+    const int64_t left = n - i < 16 ? n - i : 16;
+    const __mmask16 m = static_cast<__mmask16>((1u << left) - 1);
+    _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(i8_times_scale(src + i, m, s)));
+  }
+}
+
+// I4: per 32 elements (16 bytes, a group holds whole such runs), the nibbles interleaved back into
+// element order, then (u - zero) * scale (u - zero is exact).
+ANVIL_TARGET_BF16 void i4_to_bf16_avx512(const uint8_t* src, const float* scales, const float* zeros, int64_t group,
+                                         uint16_t* dst, int64_t n) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (int64_t g = 0; g < n / group; ++g) {
+    const __m512 s = _mm512_set1_ps(scales[g]);
+    const __m512 z = _mm512_set1_ps(zeros ? zeros[g] : 8.0f);  // kI4ImplicitZero
+    for (int64_t i = g * group; i < (g + 1) * group; i += 32) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i / 2));
+      const __m128i lo = _mm_and_si128(b, low4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
+      const __m512 u0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+      const __m512 u1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+      store_bf16x32(dst + i, _mm512_mul_ps(_mm512_sub_ps(u0, z), s), _mm512_mul_ps(_mm512_sub_ps(u1, z), s));
+    }
+  }
+}
+
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   if (cpu_features().avx512_bf16) return f32_to_bf16_avx512(src, dst, n);
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
 }
 
+}  // namespace
+
 // One weight row to bf16. `row` is k floats of scratch for dtypes without a direct kernel.
-void weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* row) {
+void onednn_weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* row) {
   const int64_t k = weight.cols();
   const std::byte* src = weight.row(r);
   if (cpu_features().avx512_bf16) {
@@ -173,13 +237,28 @@ void weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* r
       case DType::F16: f16_to_bf16_avx512(reinterpret_cast<const uint16_t*>(src), dst, k); return;
       case DType::Q8_0: q8_0_to_bf16_avx512(src, dst, k); return;
       case DType::Q4_0: q4_0_to_bf16_avx512(src, dst, k); return;
+      case DType::F8_E4M3:
+        if (!weight.has_scales()) break;
+        f8_e4m3_to_bf16_avx512(reinterpret_cast<const uint8_t*>(src), weight.row_scales(r)[0], dst, k);
+        return;
+      case DType::I8:
+        if (!weight.has_scales()) break;
+        i8_to_bf16_avx512(reinterpret_cast<const int8_t*>(src), weight.row_scales(r)[0], dst, k);
+        return;
+      case DType::I4:
+        if (!weight.has_scales() || weight.quant.group % 32 != 0) break;
+        i4_to_bf16_avx512(reinterpret_cast<const uint8_t*>(src), weight.row_scales(r), weight.row_zeros(r),
+                          weight.quant.group, dst, k);
+        return;
       default: break;
     }
   }
-  // Everything else, the scaled types (F8_E4M3, I8, I4, with their QuantScales) included.
+  // Everything else (Q4_K, Q6_K, and any CPU without AVX-512 BF16).
   weight_row_to_f32(weight, r, row);
   f32_to_bf16(row, dst, k);
 }
+
+namespace {
 
 // ---- primitive cache ------------------------------------------------------------------------------
 
@@ -329,7 +408,7 @@ class OneDnnGemm final : public GemmProvider {
             if (bf16) {
               auto* row_f32 = static_cast<float*>(state.row.get(static_cast<size_t>(k) * sizeof(float)));
               for (int64_t r = 0; r < rows; ++r)
-                weight_row_to_bf16(weight, r0 + r, static_cast<uint16_t*>(w) + r * k, row_f32);
+                onednn_weight_row_to_bf16(weight, r0 + r, static_cast<uint16_t*>(w) + r * k, row_f32);
             } else {
               for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
             }

@@ -15,16 +15,7 @@ void llama_forward(ThreadPool& pool, const ModelConfig& c, const TransformerWeig
 
   for (int64_t t = 0; t < n; ++t) weight_row_to_f32(*w.token_embd, batch.tokens[t], s.hidden.data() + t * c.dim);
 
-  for (int64_t layer = 0; layer < c.n_layers; ++layer) {
-    const LayerWeights& lw = w.layers[layer];
-    build_norm(s.hidden.data(), lw.attn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
-    build_attention(pool, c, w, layer, batch, kv, s);
-    add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
-
-    build_norm(s.hidden.data(), lw.ffn_norm, c.rms_norm_eps, n, c.dim, s.normed.data());
-    build_ffn(pool, lw, c.hidden_dim, s);
-    add_inplace(s.hidden.data(), s.proj.data(), n * c.dim);
-  }
+  for (int64_t layer = 0; layer < c.n_layers; ++layer) build_decoder_layer(pool, c, w, layer, batch, kv, s);
 
   // Only the rows whose logits are wanted go through the (vocab-sized) output projection:
   // gathered into `normed`, chunk after chunk.

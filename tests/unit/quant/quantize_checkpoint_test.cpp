@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "compute/cpu/matmul.h"
@@ -16,6 +17,7 @@
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
 #include "quant/fp8.h"
+#include "quant/calibration.h"
 #include "quant/int8_w8a8.h"
 #include "quant/quantize_checkpoint.h"
 #include "test_paths.h"
@@ -47,6 +49,17 @@ std::vector<float> last_logits(std::shared_ptr<const Checkpoint> checkpoint) {
   std::vector<float> logits((*model)->config().vocab_size);
   const std::vector<int32_t> prompt = {1, 5, 9, 200};
   EXPECT_TRUE((*model)->forward(prompt, cache, pool, logits.data(), false).is_ok());
+  return logits;
+}
+
+std::vector<float> all_logits(std::shared_ptr<const Checkpoint> checkpoint, const std::vector<int32_t>& tokens) {
+  Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(std::move(checkpoint));
+  EXPECT_TRUE(model.is_ok()) << model.status().message();
+  if (!model) return {};
+  ThreadPool pool(1);
+  SequenceKvCache cache = (*model)->make_cache(static_cast<int64_t>(tokens.size()));
+  std::vector<float> logits(tokens.size() * (*model)->config().vocab_size);
+  EXPECT_TRUE((*model)->forward(tokens, cache, pool, logits.data(), true).is_ok());
   return logits;
 }
 
@@ -131,14 +144,182 @@ TEST(QuantizeOptions, RefusesOptionsTheSchemeDoesNotTake) {
   EXPECT_TRUE(ok->asymmetric);
   EXPECT_EQ(make_quantize_options(request("w4a16-rtn"))->group_size, 128);
   EXPECT_NE(error(request("fp9")).find("unknown scheme 'fp9'"), std::string::npos);
-  EXPECT_NE(error(request("w4a16-gptq")).find("not available yet"), std::string::npos);
-  EXPECT_NE(error(request("w8a8", {}, false, false, true)).find("SmoothQuant is not available yet"), std::string::npos);
+  EXPECT_NE(error(request("w4a16-gptq")).find("--scheme w4a16-gptq needs calibration data: give --calib FILE"),
+            std::string::npos);
+  EXPECT_NE(error(request("w8a8", {}, false, false, true)).find("SmoothQuant needs calibration data"), std::string::npos);
   EXPECT_NE(error(request("fp8", {}, false, false, false, "calib.txt")).find("--calib: scheme fp8 takes no"),
             std::string::npos);
-  EXPECT_NE(error(request("fp8", 64)).find("--group applies to w4a16-rtn only"), std::string::npos);
+  EXPECT_NE(error(request("fp8", 64)).find("--group applies to w4a16-rtn and w4a16-gptq only"), std::string::npos);
   EXPECT_NE(error(request("w8a8", {}, true)).find("--asym applies"), std::string::npos);
   EXPECT_NE(error(request("w8a8", {}, false, true)).find("--per-tensor applies to fp8 only"), std::string::npos);
   EXPECT_NE(error(request("w4a16-rtn", 48)).find("must be 32, 64 or 128"), std::string::npos);
+}
+
+TEST(QuantizeOptions, CalibratedSchemesAndTheirOptions) {
+  QuantizeRequest gptq;
+  gptq.scheme = "w4a16-gptq";
+  gptq.calibration_file = "calib.txt";
+  gptq.group_size = 64;
+  gptq.asymmetric = true;
+  gptq.act_order = true;
+  gptq.calibration_samples = 16;
+  gptq.calibration_seq_len = 256;
+  Result<QuantizeOptions> o = make_quantize_options(gptq);
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->scheme, QuantScheme::W4A16Gptq);
+  EXPECT_TRUE(o->calibrated());
+  EXPECT_EQ(o->calibration_source.text_file, "calib.txt");
+  EXPECT_EQ(o->calibration.samples, 16);
+  EXPECT_EQ(o->calibration.seq_len, 256);
+  EXPECT_EQ(o->group_size, 64);
+  EXPECT_TRUE(o->act_order);
+  EXPECT_EQ(quantization_info(*o).scheme, "w4a16-gptq");
+  EXPECT_TRUE(quantization_info(*o).act_order);
+
+  QuantizeRequest sq;
+  sq.scheme = "w8a8-smoothquant";
+  sq.calibration_tokens_file = "ids.txt";
+  sq.alpha = 0.8;
+  o = make_quantize_options(sq);
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_EQ(o->scheme, QuantScheme::W8A8);
+  EXPECT_TRUE(o->smoothquant);
+  EXPECT_EQ(o->calibration.samples, 128);  // llm-compressor's defaults
+  EXPECT_EQ(o->calibration.seq_len, 0);  // 512, or the model's context when shorter
+  EXPECT_EQ(quantization_info(*o).scheme, "w8a8-smoothquant");
+  EXPECT_EQ(quantization_info(*o).smoothquant_alpha, 0.8);
+
+  auto error = [](QuantizeRequest r) { return make_quantize_options(r).status().message(); };
+  QuantizeRequest r = sq;
+  r.calibration_file = "calib.txt";
+  EXPECT_NE(error(r).find("give one calibration source"), std::string::npos);
+  r = sq;
+  r.alpha = 1.5;
+  EXPECT_NE(error(r).find("--alpha 1.5: SmoothQuant's migration strength must be between 0 and 1"), std::string::npos);
+  r = gptq;
+  r.alpha = 0.5;
+  EXPECT_NE(error(r).find("--alpha applies to w8a8 --smoothquant only"), std::string::npos);
+  r = sq;
+  r.scheme = "fp8";
+  r.smoothquant = true;
+  EXPECT_NE(error(r).find("--smoothquant applies to w8a8 only, not fp8"), std::string::npos);
+  r = sq;
+  r.act_order = true;
+  EXPECT_NE(error(r).find("--act-order applies to w4a16-gptq only"), std::string::npos);
+  r = gptq;
+  r.calibration_samples = 0;
+  EXPECT_NE(error(r).find("--calib-samples 0: must be between 1"), std::string::npos);
+  QuantizeRequest plain;
+  plain.scheme = "w8a8";
+  plain.calibration_seq_len = 64;
+  EXPECT_NE(error(plain).find("--calib-seq-len applies to the calibrated schemes"), std::string::npos);
+  plain.calibration_seq_len.reset();
+  plain.calibration_tokens_file = "ids.txt";
+  EXPECT_NE(error(plain).find("--calib-tokens: scheme w8a8 takes no calibration data"), std::string::npos);
+}
+
+CalibrationSet random_calibration(int64_t vocab, int64_t samples, int64_t seq_len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> stream(static_cast<size_t>(samples * seq_len));
+  for (int32_t& t : stream) t = id(rng);
+  Result<CalibrationSet> set = make_calibration_set(stream, {samples, seq_len}, 1, vocab, "random");
+  EXPECT_TRUE(set.is_ok()) << set.status().message();
+  return std::move(set).value();
+}
+
+QuantizeOptions calibrated_options(QuantScheme scheme, bool smoothquant = false) {
+  QuantizeOptions o = options_for(scheme, 32);
+  o.smoothquant = smoothquant;
+  o.calibration_source.tokens_file = "in memory";
+  return o;
+}
+
+TEST(QuantizeCheckpoint, GptqMeasuresItsOutputErrorBelowRoundToNearest) {
+  ThreadPool pool(2);
+  auto ckpt = std::make_shared<Checkpoint>(tiny());
+  const CalibrationSet calibration = random_calibration(ckpt->config.vocab_size, 8, 32, 3);
+  std::vector<int64_t> layers_seen;
+  Result<QuantizeReport> report = quantize_checkpoint(
+      *ckpt, calibrated_options(QuantScheme::W4A16Gptq), calibration, pool, {},
+      [&](int64_t layer, int64_t n_layers, const QuantizeReport& so_far) {
+        layers_seen.push_back(layer);
+        EXPECT_EQ(n_layers, 2);
+        EXPECT_EQ(static_cast<int64_t>(so_far.tensors.size()), 7 * (layer + 1));
+      });
+  ASSERT_TRUE(report.is_ok()) << report.status().message();
+  EXPECT_EQ(layers_seen, (std::vector<int64_t>{0, 1}));
+  ASSERT_EQ(report->tensors.size(), 14u);
+  EXPECT_EQ(report->calibration_samples, 8);
+  EXPECT_EQ(report->calibration_seq_len, 32);
+  for (const TensorQuantReport& t : report->tensors) {
+    EXPECT_EQ(t.to, DType::I4) << t.name;
+    EXPECT_GT(t.output_error, 0) << t.name;
+    EXPECT_LT(t.output_error, t.rtn_output_error) << t.name;
+    EXPECT_EQ(t.gptq_damp, 0.01) << t.name;
+    EXPECT_EQ(ckpt->tensors.at(t.name).dtype, DType::I4);
+  }
+  std::printf("  tiny-llama w4a16 g32: mean relative output error gptq %.4e, rtn %.4e\n", report->mean_output_error(),
+              report->mean_rtn_output_error());
+  EXPECT_EQ(ckpt->quantization.scheme, "w4a16-gptq");
+  EXPECT_EQ(ckpt->quantization.group_size, 32);
+  EXPECT_FALSE(last_logits(ckpt).empty());
+
+  // Without calibration data the scheme is refused, not silently round-to-nearest.
+  Checkpoint other = tiny();
+  Result<QuantizeReport> refused = quantize_checkpoint(other, calibrated_options(QuantScheme::W4A16Gptq), pool);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("w4a16-gptq needs calibration data"), std::string::npos);
+}
+
+TEST(QuantizeCheckpoint, GptqFollowsTheFloatModelCloserThanRoundToNearest) {
+  // On held-out tokens, logits of the GPTQ model stay closer to the f32 model's than RTN's do.
+  ThreadPool pool(2);
+  auto base = std::make_shared<Checkpoint>(tiny());
+  const CalibrationSet calibration = random_calibration(base->config.vocab_size, 16, 64, 8);
+  auto gptq = std::make_shared<Checkpoint>(*base);
+  auto rtn = std::make_shared<Checkpoint>(*base);
+  ASSERT_TRUE(quantize_checkpoint(*gptq, calibrated_options(QuantScheme::W4A16Gptq), calibration, pool).is_ok());
+  ASSERT_TRUE(quantize_checkpoint(*rtn, options_for(QuantScheme::W4A16Rtn, 32), pool).is_ok());
+  // Every position of held-out sequences drawn like the calibration set.
+  const CalibrationSet held_out = random_calibration(base->config.vocab_size, 4, 64, 99);
+  double eg = 0, er = 0, ref = 0;
+  for (const std::vector<int32_t>& tokens : held_out.samples) {
+    const std::vector<float> f = all_logits(base, tokens), g = all_logits(gptq, tokens), r = all_logits(rtn, tokens);
+    for (size_t i = 0; i < f.size(); ++i)
+      eg += (g[i] - f[i]) * (g[i] - f[i]), er += (r[i] - f[i]) * (r[i] - f[i]), ref += f[i] * f[i];
+  }
+  std::printf("  tiny-llama logits relative error vs f32: gptq %.4f, rtn %.4f\n", std::sqrt(eg / ref),
+              std::sqrt(er / ref));
+  EXPECT_LT(eg, er);
+}
+
+TEST(QuantizeCheckpoint, SmoothQuantFoldsIntoNormsAndQuantizesInt8) {
+  ThreadPool pool(2);
+  auto ckpt = std::make_shared<Checkpoint>(tiny());
+  const Checkpoint original = *ckpt;
+  const CalibrationSet calibration = random_calibration(ckpt->config.vocab_size, 4, 32, 4);
+  QuantizeOptions options = calibrated_options(QuantScheme::W8A8, true);
+  options.alpha = 0.6;
+  Result<QuantizeReport> report = quantize_checkpoint(*ckpt, options, calibration, pool);
+  ASSERT_TRUE(report.is_ok()) << report.status().message();
+  ASSERT_EQ(report->tensors.size(), 14u);
+  ASSERT_EQ(report->smoothing.size(), 4u);
+  for (const TensorQuantReport& t : report->tensors) EXPECT_EQ(t.to, DType::I8) << t.name;
+  EXPECT_EQ(ckpt->quantization.scheme, "w8a8-smoothquant");
+  EXPECT_EQ(ckpt->quantization.smoothquant_alpha, 0.6);
+  for (const char* norm : {"blk.0.attn_norm.weight", "blk.1.ffn_norm.weight"})
+    EXPECT_NE(ckpt->tensors.at(norm).data, original.tensors.at(norm).data) << norm;
+  EXPECT_EQ(ckpt->tensors.at("output_norm.weight").data, original.tensors.at("output_norm.weight").data);
+  // The metadata survives GGUF, and the file computes what the checkpoint does.
+  const std::string path = testing::scratch_dir("smoothquant_gguf") + "/sq.gguf";
+  ASSERT_TRUE(write_gguf(*ckpt, path).is_ok());
+  Result<Checkpoint> loaded = load_gguf_checkpoint(path);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->quantization.scheme, "w8a8-smoothquant");
+  ASSERT_TRUE(loaded->quantization.smoothquant_alpha.has_value());
+  EXPECT_FLOAT_EQ(static_cast<float>(*loaded->quantization.smoothquant_alpha), 0.6f);
+  EXPECT_EQ(last_logits(ckpt), last_logits(std::make_shared<const Checkpoint>(std::move(loaded).value())));
 }
 
 TEST(QuantizedGguf, RoundTripKeepsCodesScalesMetadataAndLogits) {

@@ -306,7 +306,7 @@ GemvKernel avx2_kernel(DType dtype) {
     case DType::Q4_0: return rows<Q4_0Kernel>;
     case DType::Q4_K: return rows<Q4KKernel>;
     case DType::Q6_K: return rows<Q6KKernel>;
-    default: return nullptr;
+    default: return avx2_scaled_kernel(dtype);
   }
 }
 

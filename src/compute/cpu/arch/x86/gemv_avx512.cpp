@@ -431,7 +431,7 @@ void rows(const GemvArgs& a) {
 
 }  // namespace
 
-GemvKernel avx512_kernel(DType dtype, bool vnni) {
+GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi) {
   switch (dtype) {
     case DType::F32: return rows<FloatKernel<LoadF32>>;
     case DType::F16: return rows<FloatKernel<LoadF16>>;
@@ -441,7 +441,7 @@ GemvKernel avx512_kernel(DType dtype, bool vnni) {
     case DType::Q4_0: return vnni ? rows<Q32Kernel<Q4_0Codes, true>> : rows<Q32Kernel<Q4_0Codes, false>>;
     case DType::Q4_K: return vnni ? rows<Q4KKernel<true>> : rows<Q4KKernel<false>>;
     case DType::Q6_K: return vnni ? rows<Q6KKernel<true>> : rows<Q6KKernel<false>>;
-    default: return nullptr;
+    default: return avx512_scaled_kernel(dtype, vnni, vbmi);
   }
 }
 
