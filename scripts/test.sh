@@ -21,4 +21,5 @@ echo "== unit, ops and CLI tests under ASan/UBSan =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DANVIL_SANITIZE=ON >/dev/null
 cmake --build build-asan --parallel "$(nproc)" --target anvil anvil_tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   ctest --test-dir build-asan --output-on-failure --parallel 2 -L "unit|e2e" -E llama_cpp_interop --timeout 900

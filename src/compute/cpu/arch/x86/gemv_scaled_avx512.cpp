@@ -154,6 +154,16 @@ inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) {
   return acc;
 }
 
+// Sum of the 16 lanes modulo 2^32. Vector adds wrap; _mm512_reduce_add_epi32 adds them as C ints,
+// which is undefined behaviour on the long rows whose integer sums are meant to wrap.
+inline int32_t wrapping_sum_epi32(__m512i v) {
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 struct I8VnniKernel {
   template <int T>
   static constexpr int rows_per_pass() {
@@ -186,7 +196,7 @@ struct I8VnniKernel {
       }
     }
     ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r) {
-      const uint32_t wrapped = static_cast<uint32_t>(_mm512_reduce_add_epi32(acc[r][t])) + static_cast<uint32_t>(a.xbias[t]);
+      const uint32_t wrapped = static_cast<uint32_t>(wrapping_sum_epi32(acc[r][t])) + static_cast<uint32_t>(a.xbias[t]);
       const int32_t dot = static_cast<int32_t>(wrapped);
       a.y[t * a.y_stride + r0 + r] = static_cast<float>(dot) * (a.wscale[r0 + r] * a.xtoken_scale[t]);
     }
