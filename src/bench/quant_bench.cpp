@@ -28,9 +28,10 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 constexpr const char* kSchemeList =
-    "f32, f16, bf16, fp8, w8a8, w4a16-rtn, q8_0, q4_0, q4_k, and with --calib w4a16-gptq, w8a8-smoothquant";
-const std::set<std::string> kSchemeNames = {"fp8",  "w8a8", "w4a16-rtn", "q8_0",       "q4_0",
-                                            "q4_k", "w4a16-gptq", "w8a8-smoothquant"};
+    "f32, f16, bf16, fp8, fp8-dynamic, w8a8, w4a16-rtn, q8_0, q4_0, q4_k, and with --calib w4a16-gptq, "
+    "w8a8-smoothquant";
+const std::set<std::string> kSchemeNames = {"fp8",  "fp8-dynamic", "w8a8", "w4a16-rtn",       "q8_0",
+                                            "q4_0", "q4_k",        "w4a16-gptq", "w8a8-smoothquant"};
 const std::set<std::string> kCalibratedNames = {"w4a16-gptq", "w8a8-smoothquant"};
 
 // Items that continue the previous entry of the comma-separated list ("w4a16-rtn:g32,asym").
@@ -205,7 +206,8 @@ TensorTarget tensor_target(const QuantBenchScheme& scheme, const Tensor& weight)
     return target;
   };
   switch (scheme.quantize.scheme) {
-    case QuantScheme::Fp8: return target;
+    case QuantScheme::Fp8:
+    case QuantScheme::Fp8Dynamic: return target;
     case QuantScheme::W8A8: return cols <= kMaxI8Cols ? target : keep();
     case QuantScheme::W4A16Rtn:
     case QuantScheme::W4A16Gptq:

@@ -213,8 +213,8 @@ Result<SweepGroup> parse_group(const json& v, const std::string& where, const st
       ANVIL_ASSIGN_OR_RETURN(std::string s, to_text(x, w));
       s = lower(s);
       if (std::find(kWeightSchemes.begin(), kWeightSchemes.end(), s) == kWeightSchemes.end() && !is_scaled_scheme(s))
-        return bad(w, fmt::format("weight scheme '{}' is not one anvil runs ({}, or fp8, w8a8, w4a16-rtn[:g32,asym] "
-                                  "applied at load)",
+        return bad(w, fmt::format("weight scheme '{}' is not one anvil runs ({}, or fp8, fp8-dynamic, w8a8, "
+                                  "w4a16-rtn[:g32,asym] applied at load)",
                                   s, join(kWeightSchemes)));
       return s;
     }));

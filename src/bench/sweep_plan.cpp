@@ -115,8 +115,8 @@ Result<std::string> resolve_weight_scheme(const std::string& model, const std::s
   if (!scaled && scheme != "native" && !dtype_from_name(scheme)) {
     Result<std::optional<QuantizeOptions>> parsed = parse_online_quantization(scheme);
     return Status::error(fmt::format("weight scheme '{}': {}", scheme,
-                                     parsed ? "not a scheme (native, f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, fp8, w8a8, "
-                                              "w4a16-rtn[:g32,asym])"
+                                     parsed ? "not a scheme (native, f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, fp8, "
+                                              "fp8-dynamic, w8a8, w4a16-rtn[:g32,asym])"
                                             : parsed.status().message()));
   }
   if (model.rfind("dummy:", 0) == 0) {

@@ -55,8 +55,8 @@ std::string sweep_run_id(const nlohmann::json& measurement);
 
 // The model spec a weight scheme turns `model` into: dummy presets take the scheme as their
 // dtype suffix; a GGUF file must already hold that type (else: anvil convert --type); other
-// formats run natively only. Scaled schemes (fp8, w8a8, w4a16-rtn[:options]) apply to any model
-// as it loads (SweepRun::quantization), so the spec stays `model`. Fails for an unknown preset,
+// formats run natively only. Scaled schemes (fp8, fp8-dynamic, w8a8, w4a16-rtn[:options]) apply to
+// any model as it loads (SweepRun::quantization), so the spec stays `model`. Fails for an unknown preset,
 // a missing file or an unknown scheme.
 Result<std::string> resolve_weight_scheme(const std::string& model, const std::string& scheme);
 

@@ -16,9 +16,26 @@ std::string describe(const Tensor& t) {
 
 }  // namespace
 
+const char* activation_quant_name(ActivationQuant activations) {
+  switch (activations) {
+    case ActivationQuant::None: return "none";
+    case ActivationQuant::DynamicPerTokenFp8: return "dynamic-per-token-fp8";
+  }
+  return "?";
+}
+
+std::optional<ActivationQuant> activation_quant_from_name(const std::string& name) {
+  for (ActivationQuant a : {ActivationQuant::None, ActivationQuant::DynamicPerTokenFp8})
+    if (name == activation_quant_name(a)) return a;
+  return std::nullopt;
+}
+
 Status check_quant_scale_layout(const Tensor& t) {
   const QuantScales& q = t.quant;
   const std::string what = describe(t);
+  if (q.activations != ActivationQuant::None && t.dtype != DType::F8_E4M3)
+    return Status::error(what + " asks for " + activation_quant_name(q.activations) +
+                         " activations, which only F8_E4M3 weights take");
   if (!dtype_has_external_scales(t.dtype)) {
     if (q.scale || q.zero) return Status::error(what + " has scale tensors, but its type keeps no external scales");
     return Status::ok();

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "anvil/status.h"
 
@@ -21,18 +23,30 @@ struct Tensor;
 //           a per-tensor scale is stored as the same value in every row, so kernels see one
 //           layout. I4 groups are 32, 64 or 128.
 // The arrays belong to whoever owns the weight bytes (a file mapping, a Checkpoint's storage).
+//   activations  what every matmul with this weight does to its input first (F8_E4M3 only):
+//           None keeps x as is (W8A16); DynamicPerTokenFp8 rounds each token's row of x to E4M3
+//           with scale amax / 448 (quant/fp8_activations.h), vLLM's FP8_DYNAMIC (W8A8).
+//           (I8 weights always take per-token int8 activations: that is their kernel's input.)
+enum class ActivationQuant : uint8_t { None, DynamicPerTokenFp8 };
+
 struct QuantScales {
   const float* scale = nullptr;
   const float* zero = nullptr;
   int64_t group = 0;
+  ActivationQuant activations = ActivationQuant::None;
 };
+
+// "none", "dynamic-per-token-fp8" (the spelling of GGUF's anvil.quantization.activations).
+const char* activation_quant_name(ActivationQuant activations);
+// The inverse; nullopt for an unknown name.
+std::optional<ActivationQuant> activation_quant_from_name(const std::string& name);
 
 // I8 dot products accumulate in int32: 127 * 127 * cols must stay below 2^31.
 constexpr int64_t kMaxI8Cols = 133000;
 
 // Ok when the tensor's scales fit its dtype: none for the plain and GGML block types; for the
-// scaled types a 2-D weight with scales present, a supported group that divides the row and
-// zero points only for I4. Cheap (no pass over the arrays): for per-call argument checks.
+// scaled types a 2-D weight with scales present, a supported group that divides the row, zero
+// points only for I4 and activation quantization only for F8_E4M3. Cheap (no pass over the arrays): for per-call argument checks.
 Status check_quant_scale_layout(const Tensor& tensor);
 // The layout check plus the values: finite scales, zero points integers in 0..15. One pass over
 // the scale arrays: for loading. Messages name the tensor.

@@ -26,7 +26,7 @@ struct EngineOptions {
   int64_t max_num_seqs = 64;              // sequences per step at most
   int64_t max_num_batched_tokens = 512;   // tokens per step at most (prefill chunks + decodes)
   int64_t block_size = 16;                // KV cache rows per block
-  DType kv_dtype = DType::F16;            // F32, F16 or BF16
+  DType kv_dtype = DType::F16;            // F32, F16, BF16, F8_E4M3 (fp8) or I8 (int8): model/kv_store.h
   int64_t kv_cache_bytes = 0;             // the block pool's size; 0: kv_cache_memory_fraction
   double kv_cache_memory_fraction = 0.4;  // of the memory available when the engine starts
   bool enable_prefix_caching = true;

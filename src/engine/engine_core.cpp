@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "engine/memory_plan.h"
+#include "model/kv_store.h"
 
 namespace anvil {
 
@@ -56,8 +57,9 @@ Status EngineOptions::validate() const {
   if (max_num_seqs < 1) return Status::error("--max-num-seqs must be at least 1");
   if (max_num_batched_tokens < 1) return Status::error("--max-num-batched-tokens must be at least 1");
   if (block_size < 1 || block_size > 4096) return Status::error("the KV block size must be in [1, 4096]");
-  if (kv_dtype != DType::F32 && kv_dtype != DType::F16 && kv_dtype != DType::BF16)
-    return Status::error(fmt::format("KV cache dtype {} is not supported; use f32, f16 or bf16", dtype_name(kv_dtype)));
+  if (!is_kv_cache_dtype(kv_dtype))
+    return Status::error(
+        fmt::format("KV cache dtype {} is not supported; use f32, f16, bf16, fp8 or int8", dtype_name(kv_dtype)));
   if (kv_cache_bytes < 0) return Status::error("the KV cache size must not be negative");
   if (kv_cache_bytes == 0 && !(kv_cache_memory_fraction > 0.0 && kv_cache_memory_fraction <= 1.0))
     return Status::error("the KV cache memory fraction must be in (0, 1]");

@@ -1,5 +1,6 @@
 // KvBlockPool: the memory of the paged KV cache, allocated once when the engine starts: per layer,
-// n_blocks blocks of block_size rows (keys and values) at the KV dtype. Which block belongs to
+// n_blocks blocks of block_size rows (keys and values) at the KV dtype, plus a scale per row and
+// KV head for the 1-byte dtypes (model/kv_store.h). Which block belongs to
 // whom is the BlockManager's business; this class only owns the bytes.
 #pragma once
 
@@ -28,7 +29,8 @@ class KvBlockPool {
   int64_t block_size() const { return view_.block_size; }
   size_t bytes() const { return bytes_; }
 
-  // Bytes one block takes over all layers (keys and values).
+  // Bytes one block takes over all layers (keys and values, scales included): block_size x
+  // kv_bytes_per_token (engine/memory_plan.h), so the planner and the pool agree.
   static size_t block_bytes(const ModelConfig& config, DType dtype, int64_t block_size);
 
  private:

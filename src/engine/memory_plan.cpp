@@ -13,6 +13,7 @@
 #include <map>
 
 #include "compute/cpu/attention_kernels.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 #include "model/presets.h"
 #include "model/tensor_layout.h"
@@ -26,10 +27,12 @@ struct KvDtypeRow {
   KvDtype kv_dtype;
   const char* name;
   int64_t element_bytes;
+  DType dtype;  // what the engine's block pool holds
 };
 constexpr KvDtypeRow kKvDtypes[] = {
-    {KvDtype::F32, "f32", 4}, {KvDtype::F16, "f16", 2}, {KvDtype::BF16, "bf16", 2},
-    {KvDtype::Fp8, "fp8", 1}, {KvDtype::Int8, "int8", 1},
+    {KvDtype::F32, "f32", 4, DType::F32},        {KvDtype::F16, "f16", 2, DType::F16},
+    {KvDtype::BF16, "bf16", 2, DType::BF16},     {KvDtype::Fp8, "fp8", 1, DType::F8_E4M3},
+    {KvDtype::Int8, "int8", 1, DType::I8},
 };
 
 std::string lowercase(std::string s) {
@@ -192,6 +195,12 @@ int64_t kv_element_bytes(KvDtype kv_dtype) {
   return 0;
 }
 
+DType kv_cache_dtype(KvDtype kv_dtype) {
+  for (const KvDtypeRow& row : kKvDtypes)
+    if (row.kv_dtype == kv_dtype) return row.dtype;
+  return DType::F16;
+}
+
 int64_t kv_heads_per_rank(const ModelConfig& c, int64_t tp) {
   if (tp <= 1) return c.n_kv_heads;
   return std::max<int64_t>(1, c.n_kv_heads / tp);
@@ -212,13 +221,16 @@ Status check_tensor_parallel(const ModelConfig& c, int64_t tp) {
 }
 
 int64_t kv_bytes_per_token(const ModelConfig& c, KvDtype kv_dtype, int64_t tp) {
-  return 2 * c.n_layers * kv_heads_per_rank(c, tp) * c.head_dim * kv_element_bytes(kv_dtype);
+  return kv_bytes_per_token(c, kv_cache_dtype(kv_dtype), tp);
 }
 
 int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype, int64_t tp) {
   const DTypeInfo& info = dtype_info(kv_dtype);
-  const int64_t row_elements = kv_heads_per_rank(c, tp) * c.head_dim;
-  const int64_t row_bytes = ceil_div(row_elements, info.block_elems) * static_cast<int64_t>(info.block_bytes);
+  const int64_t heads = kv_heads_per_rank(c, tp);
+  const int64_t row_elements = heads * c.head_dim;
+  int64_t row_bytes = ceil_div(row_elements, info.block_elems) * static_cast<int64_t>(info.block_bytes);
+  // The 1-byte cache dtypes keep an f32 scale per row and KV head (model/kv_store.h).
+  if (kv_dtype_has_scales(kv_dtype)) row_bytes += heads * static_cast<int64_t>(sizeof(float));
   return 2 * c.n_layers * row_bytes;
 }
 

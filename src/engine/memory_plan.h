@@ -15,13 +15,14 @@ namespace anvil {
 
 // ---- KV cache -----------------------------------------------------------------------------------
 
-// Element types a KV cache can be planned at. The engine runs F32, F16 and BF16; Fp8 and Int8
-// (one byte per element) are planning figures for targets that have such caches.
+// Element types a KV cache can be planned at, each what the engine runs: Fp8 (E4M3) and Int8 are
+// one byte per element plus an f32 scale per cache row and KV head (model/kv_store.h).
 enum class KvDtype { F32, F16, BF16, Fp8, Int8 };
 
 std::optional<KvDtype> kv_dtype_from_name(const std::string& name);  // "f16", "BF16", "fp8", "int8"
 const char* kv_dtype_name(KvDtype kv_dtype);                          // "f16"
-int64_t kv_element_bytes(KvDtype kv_dtype);                           // 4, 2, 2, 1, 1
+int64_t kv_element_bytes(KvDtype kv_dtype);                           // 4, 2, 2, 1, 1 (codes only)
+DType kv_cache_dtype(KvDtype kv_dtype);                               // F32, F16, BF16, F8_E4M3, I8
 
 // KV heads each tensor-parallel rank holds: split evenly, or replicated (one per rank) when
 // there are fewer KV heads than ranks.
@@ -32,10 +33,11 @@ int64_t kv_heads_per_rank(const ModelConfig& c, int64_t tp);
 Status check_tensor_parallel(const ModelConfig& c, int64_t tp);
 
 // Bytes one token adds to one rank's cache: K and V, every layer, that rank's KV heads:
-//   2 * n_layers * kv_heads_per_rank * head_dim * element bytes.
+//   2 * n_layers * kv_heads_per_rank * (head_dim * element bytes + 4 for Fp8/Int8's scale),
+// exactly what the engine's block pool allocates per token (KvBlockPool::block_bytes).
 int64_t kv_bytes_per_token(const ModelConfig& c, KvDtype kv_dtype, int64_t tp = 1);
-// The same for the engine's DType (F32, F16, BF16). A block-quantized type counts whole blocks
-// per cache row (per layer, K or V), rounded up.
+// The same for the engine's DType (F32, F16, BF16, F8_E4M3, I8). A block-quantized type counts
+// whole blocks per cache row (per layer, K or V), rounded up.
 int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype, int64_t tp = 1);
 
 // Cache rows a sequence of `tokens` takes in a paged cache: whole blocks.

@@ -99,6 +99,14 @@ Result<QuantizationInfo> quantization_from_gguf(const GgufFile& file) {
   if (file.has("anvil.quantization.smoothquant_alpha")) {
     ANVIL_ASSIGN_OR_RETURN(q.smoothquant_alpha, file.get_float("anvil.quantization.smoothquant_alpha"));
   }
+  ANVIL_ASSIGN_OR_RETURN(const std::string activations, file.get_string("anvil.quantization.activations", ""));
+  if (!activations.empty()) {
+    const std::optional<ActivationQuant> parsed = activation_quant_from_name(activations);
+    if (!parsed)
+      return Status::error(file.path() + ": anvil.quantization.activations '" + activations +
+                           "' is not an activation quantization anvil runs (dynamic-per-token-fp8)");
+    q.activations = *parsed;
+  }
   if (q.group_size < 0 || q.group_size > kMaxHyperparameter)
     return Status::error(file.path() + ": anvil.quantization.group_size " + std::to_string(q.group_size) +
                          " is out of range");
@@ -305,6 +313,7 @@ Result<Checkpoint> checkpoint_from_gguf(const GgufFile& file) {
   if (file.mapped_file()) ckpt.storage.push_back(file.mapped_file());
   ANVIL_RETURN_IF_ERROR(attach_quant_companions(ckpt));
   ANVIL_ASSIGN_OR_RETURN(ckpt.quantization, quantization_from_gguf(file));
+  apply_activation_quant(ckpt, ckpt.quantization.activations);  // fp8-dynamic: on every F8_E4M3 weight
   ANVIL_RETURN_IF_ERROR(check_checkpoint_tensors(ckpt));
   return ckpt;
 }

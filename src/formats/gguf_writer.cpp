@@ -341,6 +341,10 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
     if (q.smoothquant_alpha) kv.kv_f32("anvil.quantization.smoothquant_alpha", static_cast<float>(*q.smoothquant_alpha));
     if (q.act_order) kv.kv_bool("anvil.quantization.act_order", true);
   }
+  // What the F8_E4M3 weights do to their activations is theirs (QuantScales), recorded once.
+  ANVIL_ASSIGN_OR_RETURN(const ActivationQuant activations, recorded_activation_quant(checkpoint));
+  if (activations != ActivationQuant::None)
+    kv.kv_string("anvil.quantization.activations", activation_quant_name(activations));
   kv.kv_u32(a + "context_length", static_cast<uint32_t>(c.context_length));
   kv.kv_u32(a + "embedding_length", static_cast<uint32_t>(c.dim));
   kv.kv_u32(a + "feed_forward_length", static_cast<uint32_t>(c.hidden_dim));

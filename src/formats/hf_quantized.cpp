@@ -100,6 +100,30 @@ Result<json> parse_json_text(const std::string& text, const std::string& path) {
   }
 }
 
+// A config group's input_activations as written; whether anvil runs them is decided per layer
+// (hf_quantized_ct.cpp) so that the message can name one.
+Result<HfCtActivationArgs> parse_ct_activations(const Fields& group, const std::string& name) {
+  HfCtActivationArgs args;
+  const json* acts = group.find("input_activations");
+  if (!acts) return args;
+  if (!acts->is_object()) return group.wrong("input_activations", "an object or null", *acts);
+  Fields a(*acts, group.where(), "config_groups." + name + ".input_activations.");
+  args.present = true;
+  ANVIL_ASSIGN_OR_RETURN(std::optional<int64_t> bits, a.integer("num_bits"));
+  ANVIL_ASSIGN_OR_RETURN(std::optional<std::string> type, a.string("type"));
+  ANVIL_ASSIGN_OR_RETURN(std::optional<std::string> strategy, a.string("strategy"));
+  args.num_bits = static_cast<int>(bits.value_or(8));
+  args.type = lower(type.value_or("int"));
+  args.strategy = lower(strategy.value_or("tensor"));
+  // A boolean, or a string for newer modes (NVFP4's "local").
+  if (const json* dynamic = a.find("dynamic")) {
+    if (dynamic->is_boolean()) args.dynamic = dynamic->get<bool>() ? "true" : "false";
+    else if (dynamic->is_string()) args.dynamic = lower(dynamic->get<std::string>());
+    else return a.wrong("dynamic", "true, false or a string", *dynamic);
+  }
+  return args;
+}
+
 // One compressed-tensors config group's weights, refused unless anvil has a type for them.
 Result<std::optional<HfCtWeightArgs>> parse_ct_weights(const Fields& group, const std::string& name) {
   const json* weights = group.find("weights");
@@ -145,6 +169,7 @@ Result<std::optional<HfCtWeightArgs>> parse_ct_weights(const Fields& group, cons
   }
   if (args.strategy == "group" && args.group_size <= 0)
     return bad(fmt::format("strategy 'group' needs a positive group_size, got {}", args.group_size));
+  ANVIL_ASSIGN_OR_RETURN(args.input_activations, parse_ct_activations(group, name));
   return std::optional<HfCtWeightArgs>(args);
 }
 
@@ -299,6 +324,11 @@ QuantizationInfo hf_quantization_info(const HfQuantization& q) {
     case HfQuantMethod::CompressedTensors: {
       const HfCtWeightArgs& a = q.groups.front();
       info.scheme = a.type == "float" ? "fp8" : a.num_bits == 8 ? "w8a8" : "w4a16";
+      // (Other activation arguments on FP8 weights are refused when the weights are decoded.)
+      if (a.type == "float" && hf_quant::is_fp8_dynamic(a.input_activations)) {
+        info.scheme = "fp8-dynamic";
+        info.activations = ActivationQuant::DynamicPerTokenFp8;
+      }
       info.granularity = a.strategy == "tensor" ? "per-tensor" : a.strategy == "channel" ? "per-channel" : "group";
       info.group_size = a.strategy == "group" ? a.group_size : 0;
       info.symmetric = a.symmetric;

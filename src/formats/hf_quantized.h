@@ -20,7 +20,18 @@ namespace anvil {
 
 enum class HfQuantMethod { None, CompressedTensors, Gptq, Awq };
 
-// The "weights" arguments of one compressed-tensors config group (config_groups.NAME.weights).
+// The "input_activations" arguments of a compressed-tensors config group, as written (checked
+// only where a weight they apply to is decoded, so the message can name the layer).
+struct HfCtActivationArgs {
+  bool present = false;    // false: null or absent (weight-only quantization, W8A16 / W4A16)
+  int num_bits = 8;
+  std::string type = "int";       // "int" or "float"
+  std::string strategy = "tensor";  // "token", "tensor", ...
+  std::string dynamic = "false";  // "true", "false" or a string value ("local") in lower case
+};
+
+// The "weights" arguments of one compressed-tensors config group (config_groups.NAME.weights),
+// and its input_activations.
 struct HfCtWeightArgs {
   std::string group_name;  // "group_0", for messages
   int num_bits = 0;
@@ -28,6 +39,7 @@ struct HfCtWeightArgs {
   std::string strategy;    // "tensor", "channel" or "group" (others are refused when parsed)
   int64_t group_size = 0;  // strategy "group"
   bool symmetric = true;
+  HfCtActivationArgs input_activations;
 };
 
 // quantization_config of config.json (or AutoGPTQ's quantize_config.json / AutoAWQ's

@@ -68,6 +68,39 @@ Result<std::vector<float>> per_row_scales(const SafetensorsEntry& scale, int64_t
   return values;
 }
 
+std::string describe(const HfCtActivationArgs& a) {
+  return fmt::format("{}{} strategy {}, dynamic {}", a.type, a.num_bits, a.strategy, a.dynamic);
+}
+
+// What FP8 weights do to their input, from their config groups' input_activations: nothing
+// (none declared: W8A16) or per-token dynamic E4M3 (FP8_DYNAMIC). Anything else is refused
+// rather than run differently from how the checkpoint was calibrated: static scales
+// (MODULE.input_scale, llm-compressor's "FP8" scheme) and dynamic per-tensor scales.
+Result<ActivationQuant> fp8_input_activations(const std::vector<const HfCtWeightArgs*>& groups, const ModuleTensors& m) {
+  const HfCtWeightArgs& first = *groups.front();
+  for (const HfCtWeightArgs* g : groups) {
+    const HfCtActivationArgs &a = g->input_activations, &b = first.input_activations;
+    if (a.present != b.present || (a.present && describe(a) != describe(b)))
+      return Status::error(fmt::format("{}: config groups '{}' and '{}' both quantize 8-bit float weights but declare "
+                                       "different input_activations; anvil cannot tell which applies to this layer",
+                                       m.module(), first.group_name, g->group_name));
+  }
+  const HfCtActivationArgs& a = first.input_activations;
+  if (!a.present) return ActivationQuant::None;
+  if (is_fp8_dynamic(a)) return ActivationQuant::DynamicPerTokenFp8;
+  const std::string declared =
+      fmt::format("config group '{}' declares input_activations {}", first.group_name, describe(a));
+  if (a.dynamic == "false")
+    return Status::error(fmt::format("{}: {}: static activation scales ({}) are not supported; anvil runs FP8 "
+                                     "activations dynamically per token only (FP8_DYNAMIC: dynamic true, strategy "
+                                     "token)",
+                                     m.module(), declared, m.name("input_scale")));
+  return Status::error(fmt::format("{}: {}, which anvil does not run: FP8 weights take float activations "
+                                   "(input_activations null) or FP8 ones quantized dynamically per token (type float, "
+                                   "num_bits 8, dynamic true, strategy token)",
+                                   m.module(), declared));
+}
+
 // F8_E4M3 and I8 weights have no zero point: a stored one must be all zeros.
 Status check_no_zero_points(const ModuleTensors& m, int64_t rows) {
   const SafetensorsEntry* zp = m.find("weight_zero_point");
@@ -101,9 +134,15 @@ Result<std::optional<Tensor>> decode_naive(const HfQuantization& q, const Module
   ANVIL_ASSIGN_OR_RETURN(const SafetensorsEntry* scale, m.require("weight_scale", "the weight's scales"));
   ANVIL_ASSIGN_OR_RETURN(std::vector<float> scales, per_row_scales(*scale, rows, cols, groups, weight.dtype.c_str()));
   ANVIL_RETURN_IF_ERROR(check_no_zero_points(m, rows));
-  // input_scale (static activation scales) is not read: anvil runs F8_E4M3 weights with float
-  // activations and I8 weights with dynamic per-token int8 activations (docs/FORMATS.md).
+  // F8_E4M3 weights run their activations as the config declares (W8A16 or FP8_DYNAMIC; static
+  // input_scale is refused). I8 weights always take dynamic per-token int8 activations, whatever
+  // the config says (docs/FORMATS.md).
+  ActivationQuant activations = ActivationQuant::None;
+  if (fp8) {
+    ANVIL_ASSIGN_OR_RETURN(activations, fp8_input_activations(groups, m));
+  }
   ANVIL_ASSIGN_OR_RETURN(Tensor t, assemble_per_row(dtype, rows, cols, weight.data, std::move(scales), m.module(), storage));
+  t.quant.activations = activations;
   return std::optional<Tensor>(std::move(t));
 }
 
@@ -241,6 +280,10 @@ Result<std::optional<Tensor>> decode_packed(const HfQuantization& q, const Modul
 }
 
 }  // namespace
+
+bool is_fp8_dynamic(const HfCtActivationArgs& a) {
+  return a.present && a.type == "float" && a.num_bits == 8 && a.dynamic == "true" && a.strategy == "token";
+}
 
 Result<std::optional<Tensor>> decode_compressed_tensors(const HfQuantization& q, const ModuleTensors& m, int64_t rows,
                                                         int64_t cols, Storage& storage) {

@@ -79,6 +79,9 @@ T* keep(std::vector<T> values, Storage& storage) {
   return owned->data();
 }
 
+// input_activations {type: float, num_bits: 8, dynamic: true, strategy: token} (FP8_DYNAMIC).
+bool is_fp8_dynamic(const HfCtActivationArgs& activations);
+
 // The layouts (one file each).
 Result<std::optional<Tensor>> decode_compressed_tensors(const HfQuantization& q, const ModuleTensors& m,
                                                         int64_t rows, int64_t cols, Storage& storage);

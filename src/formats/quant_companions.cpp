@@ -80,6 +80,25 @@ Status attach_quant_companions(Checkpoint& checkpoint) {
   return Status::ok();
 }
 
+Result<ActivationQuant> recorded_activation_quant(const Checkpoint& checkpoint) {
+  const Tensor* first = nullptr;
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    if (tensor.dtype != DType::F8_E4M3) continue;
+    if (!first) first = &tensor;
+    if (tensor.quant.activations != first->quant.activations)
+      return Status::error(fmt::format("{}: F8_E4M3 weights {} ({} activations) and {} ({}) differ in activation "
+                                       "quantization, which a file records once for all its F8_E4M3 weights",
+                                       checkpoint.source, first->name, activation_quant_name(first->quant.activations),
+                                       tensor.name, activation_quant_name(tensor.quant.activations)));
+  }
+  return first ? first->quant.activations : ActivationQuant::None;
+}
+
+void apply_activation_quant(Checkpoint& checkpoint, ActivationQuant activations) {
+  for (auto& [name, tensor] : checkpoint.tensors)
+    if (tensor.dtype == DType::F8_E4M3) tensor.quant.activations = activations;
+}
+
 std::vector<Tensor> quant_companion_tensors(const Tensor& weight) {
   std::vector<Tensor> out;
   if (!weight.has_scales()) return out;

@@ -25,4 +25,11 @@ Status attach_quant_companions(Checkpoint& checkpoint);
 // (rows, cols / group). Empty for tensors without scales.
 std::vector<Tensor> quant_companion_tensors(const Tensor& weight);
 
+// Activation quantization (QuantScales::activations) is recorded once per file, not per weight
+// (GGUF: anvil.quantization.activations): the value all F8_E4M3 weights share (None without
+// any), or an error naming two that differ, which one record cannot describe.
+Result<ActivationQuant> recorded_activation_quant(const Checkpoint& checkpoint);
+// The reader's side: sets `activations` on every F8_E4M3 weight.
+void apply_activation_quant(Checkpoint& checkpoint, ActivationQuant activations);
+
 }  // namespace anvil

@@ -31,12 +31,15 @@ namespace anvil {
 // How `anvil quantize` produced the weights (GGUF metadata anvil.quantization.*, see
 // docs/FORMATS.md); an empty scheme for checkpoints it did not write.
 struct QuantizationInfo {
-  std::string scheme;       // "fp8", "w8a8", "w8a8-smoothquant", "w4a16-rtn", "w4a16-gptq", "q8_0", "q4_0", "q4_k"
+  std::string scheme;       // "fp8", "fp8-dynamic", "w8a8", "w8a8-smoothquant", "w4a16-rtn", "w4a16-gptq", "q8_0", ...
   std::string granularity;  // "per-channel", "per-tensor", "group" or "block" (GGML types)
   int64_t group_size = 0;   // elements per scale along a row; 0 for whole rows
   bool symmetric = true;
   std::optional<double> smoothquant_alpha;  // w8a8-smoothquant: the migration strength it used
   bool act_order = false;                   // w4a16-gptq: quantized in activation order (static groups)
+  // fp8-dynamic: every F8_E4M3 weight's QuantScales::activations (a file records it once for all;
+  // the GGUF loader sets it on each F8_E4M3 weight it reads).
+  ActivationQuant activations = ActivationQuant::None;
 };
 
 // Weights of the scaled types (F8_E4M3, I8, I4) carry their scales in Tensor::quant; files store

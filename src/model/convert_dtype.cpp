@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "compute/cpu/matmul.h"
+#include "core/weight_memory.h"
 
 namespace anvil {
 namespace {
@@ -29,7 +30,7 @@ Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype)
                                      checkpoint.source, tensor.name, cols, dtype_info(dtype).name,
                                      dtype_info(dtype).block_elems));
   const size_t row_bytes = dtype_bytes(dtype, cols);
-  auto buffer = std::shared_ptr<std::byte[]>(new std::byte[row_bytes * rows]);
+  std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(row_bytes * rows);
   std::vector<float> row(cols);
   for (int64_t r = 0; r < rows; ++r) {
     weight_row_to_f32(tensor, r, row.data());

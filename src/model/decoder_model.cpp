@@ -53,8 +53,13 @@ Status DecoderModel::forward_batch(const ForwardBatch& batch, const KvStoreView&
   if (kv.kv_dim != c.n_kv_heads * c.head_dim || static_cast<int64_t>(kv.keys.size()) != c.n_layers ||
       static_cast<int64_t>(kv.values.size()) != c.n_layers || kv.block_size <= 0)
     return Status::error("forward: the KV store does not match the model's shape");
-  if (kv.dtype != DType::F32 && kv.dtype != DType::F16 && kv.dtype != DType::BF16)
-    return Status::error(fmt::format("forward: KV cache dtype {} is not supported (f32, f16, bf16)", dtype_name(kv.dtype)));
+  if (!is_kv_cache_dtype(kv.dtype))
+    return Status::error(
+        fmt::format("forward: KV cache dtype {} is not supported (f32, f16, bf16, fp8, int8)", dtype_name(kv.dtype)));
+  if (kv_dtype_has_scales(kv.dtype) &&
+      (kv.n_kv_heads != c.n_kv_heads || static_cast<int64_t>(kv.key_scales.size()) != c.n_layers ||
+       static_cast<int64_t>(kv.value_scales.size()) != c.n_layers))
+    return Status::error("forward: the KV store has no scales for its fp8/int8 rows");
   for (int32_t id : batch.tokens)
     if (id < 0 || id >= c.vocab_size)
       return Status::error(fmt::format("token id {} is out of range for a vocabulary of {}", id, c.vocab_size));

@@ -11,10 +11,26 @@
 
 namespace anvil {
 
-ForwardScratch::ForwardScratch(const ModelConfig& c, int64_t n)
-    : n_tokens(n), hidden(n * c.dim), normed(n * c.dim), q(n * c.n_heads * c.head_dim),
-      k(n * c.n_kv_heads * c.head_dim), v(n * c.n_kv_heads * c.head_dim), attn_out(n * c.n_heads * c.head_dim),
-      gate(n * c.hidden_dim), up(n * c.hidden_dim), proj(n * c.dim) {}
+ForwardScratch::ForwardScratch(const ModelConfig& c, int64_t n) { resize(c, n); }
+
+void ForwardScratch::resize(const ModelConfig& c, int64_t n) {
+  n_tokens = n;
+  hidden.resize(n * c.dim);
+  normed.resize(n * c.dim);
+  q.resize(n * c.n_heads * c.head_dim);
+  k.resize(n * c.n_kv_heads * c.head_dim);
+  v.resize(n * c.n_kv_heads * c.head_dim);
+  attn_out.resize(n * c.n_heads * c.head_dim);
+  gate.resize(n * c.hidden_dim);
+  up.resize(n * c.hidden_dim);
+  proj.resize(n * c.dim);
+}
+
+ForwardScratch& thread_forward_scratch(const ModelConfig& c, int64_t n) {
+  thread_local ForwardScratch scratch(c, 0);
+  scratch.resize(c, n);
+  return scratch;
+}
 
 void build_norm(const float* in, const std::vector<float>& weight, float eps, int64_t n_tokens, int64_t dim,
                 float* out) {
@@ -32,6 +48,8 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
   float cos_table[1024], sin_table[1024];  // head_dim <= 2048 is checked at model creation
   void* const key_base = kv.keys[layer];
   void* const value_base = kv.values[layer];
+  float* const key_scales = kv.key_scales.empty() ? nullptr : kv.key_scales[layer];  // fp8 / int8 only
+  float* const value_scales = kv.value_scales.empty() ? nullptr : kv.value_scales[layer];
   std::vector<AttentionProblem> problems;
   problems.reserve(batch.chunks.size());
   int64_t t = 0;  // row of the chunk's first token in the batch
@@ -49,8 +67,8 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
       apply_rope_table(s.q.data() + row * q_dim, c.n_heads, hd, cos_table, sin_table, c.rope_style);
       apply_rope_table(s.k.data() + row * kv_dim, c.n_kv_heads, hd, cos_table, sin_table, c.rope_style);
       const int64_t cache_row = chunk.block_table[position / kv.block_size] * kv.block_size + position % kv.block_size;
-      store_kv_row(kv, key_base, cache_row, s.k.data() + row * kv_dim);
-      store_kv_row(kv, value_base, cache_row, s.v.data() + row * kv_dim);
+      store_kv_row(kv, key_base, key_scales, cache_row, s.k.data() + row * kv_dim);
+      store_kv_row(kv, value_base, value_scales, cache_row, s.v.data() + row * kv_dim);
     }
     // Flash attention over the chunk's cache rows: threads over (KV head x query block), or
     // split-KV for a long decode; each GQA group shares its K/V loads. Sliding window W: a
@@ -62,6 +80,8 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
     problem.values = value_base;
     problem.kv_stride = kv_dim;
     problem.kv_dtype = kv.dtype;
+    problem.key_scales = key_scales;
+    problem.value_scales = value_scales;
     problem.block_table = chunk.block_table.data();
     problem.block_size = kv.block_size;
     problem.out = s.attn_out.data() + t * q_dim;

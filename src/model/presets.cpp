@@ -2,6 +2,7 @@
 #include "model/presets.h"
 
 #include "core/process_stats.h"
+#include "core/weight_memory.h"
 
 #include <fmt/format.h>
 
@@ -253,7 +254,7 @@ Result<Checkpoint> create_dummy_checkpoint(const std::string& spec, const Progre
     tensor.dtype = t.keep_f32 ? DType::F32 : dtype;
     const int64_t rows = tensor.rows(), cols = tensor.cols();
     tensor.nbytes = dtype_bytes(tensor.dtype, tensor.numel());
-    auto buffer = std::shared_ptr<std::byte[]>(new std::byte[tensor.nbytes]);
+    std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(tensor.nbytes);
     const DTypeInfo& info = dtype_info(tensor.dtype);
     const uint64_t tensor_seed = model_seed ^ fnv1a(t.name);
     // Rows are generated independently from (tensor, row) seeds so the result does not depend

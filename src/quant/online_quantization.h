@@ -14,8 +14,8 @@ namespace anvil {
 // "fp8:per-tensor"); "" or "none": no quantization (nullopt). Checked before anything loads.
 Result<std::optional<QuantizeOptions>> parse_online_quantization(const std::string& text);
 
-// True for the schemes whose weights carry external scales (fp8, w8a8, w4a16-rtn): a dummy
-// preset cannot be generated in them directly, so they are applied to the loaded model.
+// True for the schemes whose weights carry external scales (fp8, fp8-dynamic, w8a8, w4a16-rtn): a
+// dummy preset cannot be generated in them directly, so they are applied to the loaded model.
 bool is_scaled_scheme(const std::string& text);
 
 }  // namespace anvil

@@ -12,7 +12,8 @@ struct SchemeRow {
   DType dtype;
 };
 constexpr SchemeRow kSchemes[] = {
-    {QuantScheme::Fp8, "fp8", DType::F8_E4M3},         {QuantScheme::W8A8, "w8a8", DType::I8},
+    {QuantScheme::Fp8, "fp8", DType::F8_E4M3},         {QuantScheme::Fp8Dynamic, "fp8-dynamic", DType::F8_E4M3},
+    {QuantScheme::W8A8, "w8a8", DType::I8},
     {QuantScheme::W4A16Rtn, "w4a16-rtn", DType::I4},   {QuantScheme::W4A16Gptq, "w4a16-gptq", DType::I4},
     {QuantScheme::Q8_0, "q8_0", DType::Q8_0},          {QuantScheme::Q4_0, "q4_0", DType::Q4_0},
     {QuantScheme::Q4_K, "q4_k", DType::Q4_K},
@@ -24,7 +25,8 @@ const SchemeRow& row_of(QuantScheme scheme) {
   return kSchemes[0];
 }
 
-constexpr const char* kSchemeList = "fp8, w8a8, w8a8-smoothquant, w4a16-rtn, w4a16-gptq, q8_0, q4_0 or q4_k";
+constexpr const char* kSchemeList =
+    "fp8, fp8-dynamic, w8a8, w8a8-smoothquant, w4a16-rtn, w4a16-gptq, q8_0, q4_0 or q4_k";
 constexpr const char* kCalibratedSchemes = "w4a16-gptq and w8a8 --smoothquant";
 constexpr int64_t kMaxCalibrationSamples = 1 << 20;
 constexpr int64_t kMaxCalibrationSeqLen = 1 << 20;
@@ -91,8 +93,9 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
     return Status::error(fmt::format("--group applies to w4a16-rtn and w4a16-gptq only, not {}", found->name));
   if (request.asymmetric && !w4)
     return Status::error(fmt::format("--asym applies to w4a16-rtn and w4a16-gptq only, not {}", found->name));
-  if (request.per_tensor && options.scheme != QuantScheme::Fp8)
-    return Status::error(fmt::format("--per-tensor applies to fp8 only, not {}", found->name));
+  const bool fp8 = options.scheme == QuantScheme::Fp8 || options.scheme == QuantScheme::Fp8Dynamic;
+  if (request.per_tensor && !fp8)
+    return Status::error(fmt::format("--per-tensor applies to fp8 and fp8-dynamic only, not {}", found->name));
   if (request.act_order && options.scheme != QuantScheme::W4A16Gptq)
     return Status::error(fmt::format("--act-order applies to w4a16-gptq only, not {}", found->name));
   if (request.alpha && !options.smoothquant)
@@ -118,6 +121,10 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
   return options;
 }
 
+ActivationQuant QuantizeOptions::activations() const {
+  return scheme == QuantScheme::Fp8Dynamic ? ActivationQuant::DynamicPerTokenFp8 : ActivationQuant::None;
+}
+
 bool QuantizeOptions::ignores(const std::string& tensor_name) const {
   for (const std::string& pattern : ignore)
     if (tensor_name.find(pattern) != std::string::npos) return true;
@@ -128,7 +135,11 @@ QuantizationInfo quantization_info(const QuantizeOptions& options) {
   QuantizationInfo info;
   info.scheme = quant_scheme_name(options.scheme);
   switch (options.scheme) {
-    case QuantScheme::Fp8: info.granularity = options.per_tensor ? "per-tensor" : "per-channel"; break;
+    case QuantScheme::Fp8:
+    case QuantScheme::Fp8Dynamic:
+      info.granularity = options.per_tensor ? "per-tensor" : "per-channel";
+      info.activations = options.activations();
+      break;
     case QuantScheme::W8A8:
       info.granularity = "per-channel";
       if (options.smoothquant) {

@@ -14,18 +14,20 @@
 namespace anvil {
 
 //   fp8        F8_E4M3 weights, f32 activations (W8A16): per-channel (default) or per-tensor
+//   fp8-dynamic the same weights, activations rounded to E4M3 per token at run time (W8A8, vLLM's
+//              FP8_DYNAMIC: QuantScales::activations = DynamicPerTokenFp8)
 //   w8a8       I8 per-channel symmetric weights, per-token dynamic int8 activations; with
 //              SmoothQuant (calibrated) the outlier channels' range is first folded into the weights
 //   w4a16-rtn  I4 round-to-nearest, groups of 32/64/128 (default 128), symmetric or asymmetric
 //   w4a16-gptq I4 by GPTQ (calibrated), the same layout as w4a16-rtn
 //   q8_0, q4_0, q4_k   GGML block types (the `anvil convert --type` encoders; llama.cpp-readable)
-enum class QuantScheme { Fp8, W8A8, W4A16Rtn, W4A16Gptq, Q8_0, Q4_0, Q4_K };
+enum class QuantScheme { Fp8, Fp8Dynamic, W8A8, W4A16Rtn, W4A16Gptq, Q8_0, Q4_0, Q4_K };
 
 struct QuantizeOptions {
   QuantScheme scheme = QuantScheme::Fp8;
   int64_t group_size = 128;  // w4a16-rtn, w4a16-gptq
   bool asymmetric = false;   // w4a16-rtn, w4a16-gptq
-  bool per_tensor = false;   // fp8
+  bool per_tensor = false;   // fp8, fp8-dynamic
   bool act_order = false;    // w4a16-gptq: columns by decreasing Hessian diagonal (static groups)
   bool smoothquant = false;  // w8a8
   double alpha = 0.5;        // w8a8 SmoothQuant migration strength
@@ -38,6 +40,8 @@ struct QuantizeOptions {
   // w4a16-gptq and w8a8 with SmoothQuant learn from calibration data.
   bool calibrated() const { return scheme == QuantScheme::W4A16Gptq || smoothquant; }
   bool ignores(const std::string& tensor_name) const;
+  // What the scheme's weights do to their input activations (fp8-dynamic: DynamicPerTokenFp8).
+  ActivationQuant activations() const;
 };
 
 // What the user asked for, as typed (options left unset are std::nullopt / false / empty).
@@ -61,7 +65,7 @@ struct QuantizeRequest {
 // (w4a16-gptq; w8a8 --smoothquant, also spelled --scheme w8a8-smoothquant).
 Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request);
 
-const char* quant_scheme_name(QuantScheme scheme);  // "fp8", "w4a16-rtn", ...  (w8a8 with or without SmoothQuant)
+const char* quant_scheme_name(QuantScheme scheme);  // "fp8", "fp8-dynamic", "w4a16-rtn", ...  (w8a8 with or without SmoothQuant)
 // The weight dtype a scheme writes.
 DType quant_scheme_dtype(QuantScheme scheme);
 // The anvil.quantization.* record of a scheme and its options.

@@ -27,8 +27,14 @@ Result<QuantizedMatrix> quantize_matrix(const std::string& what, const std::vect
                                         const QuantizeOptions& options, ThreadPool& pool) {
   switch (options.scheme) {
     case QuantScheme::Fp8:
-      return quantize_fp8(what, w.data(), rows, cols,
-                          options.per_tensor ? Fp8Granularity::PerTensor : Fp8Granularity::PerChannel, pool);
+    case QuantScheme::Fp8Dynamic: {
+      ANVIL_ASSIGN_OR_RETURN(QuantizedMatrix q,
+                             quantize_fp8(what, w.data(), rows, cols,
+                                          options.per_tensor ? Fp8Granularity::PerTensor : Fp8Granularity::PerChannel,
+                                          pool));
+      q.activations = options.activations();  // fp8-dynamic: W8A8, activations rounded per token
+      return q;
+    }
     case QuantScheme::W8A8: return quantize_int8_per_channel(what, w.data(), rows, cols, pool);
     case QuantScheme::W4A16Rtn: {
       Int4Options int4;

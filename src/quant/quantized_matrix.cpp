@@ -15,6 +15,7 @@ Tensor QuantizedMatrix::view(std::string name) const {
   t.quant.scale = scale.data();
   t.quant.zero = zero.empty() ? nullptr : zero.data();
   t.quant.group = group;
+  t.quant.activations = activations;
   return t;
 }
 

@@ -18,6 +18,7 @@ struct QuantizedMatrix {
   std::vector<std::byte> codes;   // rows * dtype_bytes(dtype, cols)
   std::vector<float> scale;       // rows * (cols / group)
   std::vector<float> zero;        // same size for asymmetric I4, else empty
+  ActivationQuant activations = ActivationQuant::None;  // QuantScales::activations (F8_E4M3 only)
 
   // A (rows, cols) Tensor over these buffers, scales attached; valid while this object lives.
   Tensor view(std::string name) const;

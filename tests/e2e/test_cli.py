@@ -85,6 +85,26 @@ def main():
     code, out, err = run(anvil, "run", "--model", "dummy:tiny-llama", "--prompt", "Hello", "-n", "16", "--seed", "3")
     check("text prompt on a preset streams text", code == 0 and out.startswith("Hello"), f"exit {code} {err!r}")
 
+    # 1-byte KV caches (fp8 E4M3 / int8 codes, a scale per token and KV head): text from a preset, and
+    # greedy ids from stories260K that every kernel path agrees on.
+    for kv in ("fp8", "int8"):
+        code, out, err = run(anvil, "run", "--model", "dummy:tiny-llama", "--prompt", "Hello", "-n", "16", "--seed", "3",
+                             "--kv-dtype", kv)
+        check(f"run --kv-dtype {kv} streams text", code == 0 and out.startswith("Hello") and len(out) > len("Hello"),
+              f"exit {code} {err[-300:]!r}")
+        per_isa = {}
+        for isa in ("scalar", "avx2", "avx512"):
+            code, out, err = run(anvil, "run", "--model", stories, "--prompt-tokens", "1", "-n", "32", "--temperature",
+                                 "0", "--print-token-ids", "--kv-dtype", kv, env={"ANVIL_ISA": isa})
+            per_isa[isa] = last_line(out) if code == 0 else f"exit {code}: {err[-300:]}"
+        ids = per_isa["scalar"].split(",")
+        check(f"run --kv-dtype {kv}: 32 greedy ids, the same on every ISA path", len(ids) == 32
+              and len(set(per_isa.values())) == 1, repr(per_isa))
+        same = sum(a == b for a, b in zip(ids, STORIES_GOLDEN.split(",")))
+        print(f"  (stories260K, {kv} KV: {same} of 32 greedy ids equal the f32 cache's)")
+    expect_error(anvil, "unknown KV dtype", ["run", "--model", "dummy:tiny-llama", "--prompt-tokens", "1",
+                                             "--kv-dtype", "q4_0"], "--kv-dtype 'q4_0'")
+
     # Conversion round trips: every source to GGUF and back gives the same greedy tokens.
     sources = [stories, "dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-mistral", "dummy:tiny-llama3"]
     for source in sources:

@@ -33,6 +33,8 @@ LINEAR = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ff
 SCHEMES = {
     "fp8": (["--scheme", "fp8"], "F8_E4M3", 0.25),
     "fp8-per-tensor": (["--scheme", "fp8", "--per-tensor"], "F8_E4M3", 0.25),
+    "fp8-dynamic": (["--scheme", "fp8-dynamic"], "F8_E4M3", 0.25),
+    "fp8-dynamic-per-tensor": (["--scheme", "fp8-dynamic", "--per-tensor"], "F8_E4M3", 0.25),
     "w8a8": (["--scheme", "w8a8"], "I8", 0.08),
     "w4a16-rtn": (["--scheme", "w4a16-rtn", "--group", "32"], "I4", None),
     "w4a16-rtn-asym": (["--scheme", "w4a16-rtn", "--group", "32", "--asym"], "I4", None),
@@ -51,9 +53,10 @@ def tmp_path(name):
     return os.path.join(ARGS.tmp, name)
 
 
-def logits(model, prompt, env=None):
+def logits(model, prompt, env=None, extra=()):
     path = tmp_path(model.replace("/", "_").replace(":", "_") + f".{len(prompt)}.{id(env)}.logits")
-    code, _, err = run("run", "--model", model, "--prompt-tokens", prompt, "-n", "1", "--logits-out", path, env=env)
+    code, _, err = run("run", "--model", model, "--prompt-tokens", prompt, "-n", "1", "--logits-out", path, *extra,
+                       env=env)
     assert code == 0, err
     return np.fromfile(path, dtype="<f4").astype(np.float64)
 
@@ -96,6 +99,9 @@ class QuantizeAndRun(unittest.TestCase):
                 self.assertIn("relative RMS round-trip error", out)
         self.assertIn("(group 32, asymmetric)", Fixture.summaries["w4a16-rtn-asym"])
         self.assertIn("(per-tensor)", Fixture.summaries["fp8-per-tensor"])
+        self.assertIn("fp8-dynamic (per-channel, activations dynamic-per-token-fp8)", Fixture.summaries["fp8-dynamic"])
+        self.assertIn("fp8-dynamic (per-tensor, activations dynamic-per-token-fp8)",
+                      Fixture.summaries["fp8-dynamic-per-tensor"])
 
     def test_every_scheme_runs(self):
         for name, path in Fixture.files.items():
@@ -110,8 +116,12 @@ class QuantizeAndRun(unittest.TestCase):
         # `anvil convert --type f32` dequantizes through the scales: the same weights in f32. On the
         # GEMV path (8 tokens) W8A16/W4A16 differ only by f32 summation order; W8A8 also quantizes
         # activations per token. The 24-token prompt runs oneDNN (bf16 compute with AVX512-BF16).
-        # With ANVIL_GEMM=reference every scheme is the same f32 arithmetic.
+        # With ANVIL_GEMM=reference every scheme is the same f32 arithmetic, except fp8-dynamic, whose
+        # activations every path (the reference too) rounds to E4M3 per token, while its dequantized
+        # copy is W8A16 (test_fp8_dynamic_* check its paths against each other).
         for name, path in Fixture.files.items():
+            if name.startswith("fp8-dynamic"):
+                continue
             with self.subTest(name):
                 dequantized = tmp_path(name + "-dequantized.gguf")
                 code, _, err = run("convert", "--model", path, "--type", "f32", "--out", dequantized)
@@ -134,6 +144,60 @@ class QuantizeAndRun(unittest.TestCase):
                 continue
             with self.subTest(name):
                 self.assertLess(relative_error(logits(Fixture.files[name], PROMPT), reference), bound)
+
+    def test_fp8_dynamic_paths_agree_and_differ_from_w8a16(self):
+        # Same weights as fp8 (the flag only changes the activations), so the logits move by the
+        # activation rounding alone (~7e-2 here); the GEMV path (8 tokens), oneDNN (24, in bf16 on
+        # the E4M3 values, exact) and the reference agree to f32 rounding (~3e-7), give or take a
+        # code that flips where a sum in another order lands across a rounding boundary (~3e-4).
+        for name, w8a16 in (("fp8-dynamic", "fp8"), ("fp8-dynamic-per-tensor", "fp8-per-tensor")):
+            with self.subTest(name):
+                path = Fixture.files[name]
+                reference = {"ANVIL_GEMM": "reference"}
+                ref_short, ref_long = logits(path, PROMPT, reference), logits(path, LONG_PROMPT, reference)
+                self.assertLess(relative_error(logits(path, PROMPT), ref_short), 2e-3)
+                self.assertLess(relative_error(logits(path, PROMPT, {"ANVIL_GEMM": "gemv"}), ref_short), 2e-3)
+                self.assertLess(relative_error(logits(path, LONG_PROMPT), ref_long), 2e-3)
+                self.assertLess(relative_error(logits(path, LONG_PROMPT, {"ANVIL_GEMM": "onednn_f32"}), ref_long), 2e-3)
+                gap = relative_error(logits(Fixture.files[w8a16], PROMPT, reference), ref_short)
+                self.assertGreater(gap, 2e-2, "E4M3 activations should move the logits")
+                self.assertLess(gap, 0.2)
+
+    def test_fp8_dynamic_survives_the_gguf_round_trip(self):
+        q = gguf_tensors.read(Fixture.files["fp8-dynamic"])
+        self.assertEqual(q.value("anvil.quantization.scheme"), "fp8-dynamic")
+        self.assertEqual(q.value("anvil.quantization.activations"), "dynamic-per-token-fp8")
+        self.assertNotIn("anvil.quantization.activations", gguf_tensors.read(Fixture.files["fp8"]).metadata)
+        # The codes and scales are fp8's, byte for byte.
+        fp8 = gguf_tensors.read(Fixture.files["fp8"])
+        for tname, tensor in q.tensors.items():
+            self.assertEqual(tensor.raw, fp8.tensors[tname].raw, tname)
+        # Loaded, re-written (anvil convert keeps the types) and loaded again: the flag is still on.
+        copy = tmp_path("fp8-dynamic-copy.gguf")
+        code, _, err = run("convert", "--model", Fixture.files["fp8-dynamic"], "--out", copy)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(gguf_tensors.read(copy).value("anvil.quantization.activations"), "dynamic-per-token-fp8")
+        reference = {"ANVIL_GEMM": "reference"}
+        self.assertLess(relative_error(logits(copy, PROMPT, reference),
+                                       logits(Fixture.files["fp8-dynamic"], PROMPT, reference)), 1e-6)
+        code, out, err = run("info", "--model", copy, "--json", "--no-measure")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["model"]["quantization"]["activations"], "dynamic-per-token-fp8")
+        code, out, err = run("info", "--model", copy, "--no-measure")
+        self.assertIn("quantization: fp8-dynamic (per-channel, symmetric, activations dynamic-per-token-fp8)", out)
+        # Quantized at load (`run -q`) it is the same model as the file.
+        self.assertLess(relative_error(logits(MODEL, PROMPT, None, ["-q", "fp8-dynamic"]),
+                                       logits(Fixture.files["fp8-dynamic"], PROMPT)), 1e-6)
+
+    def test_fp8_dynamic_activation_record_is_checked(self):
+        g = gguf_tensors.read(Fixture.files["fp8-dynamic"])
+        g.metadata["anvil.quantization.activations"] = (gguf_tensors.T_STRING, "static-per-tensor-fp8")
+        path = tmp_path("fp8-dynamic-unknown-activations.gguf")
+        gguf_tensors.write(path, g)
+        code, _, err = run("run", "--model", path, "--prompt-tokens", "1")
+        self.assertEqual(code, 1, err)
+        self.assertIn("anvil.quantization.activations 'static-per-tensor-fp8' is not an activation quantization "
+                      "anvil runs", err)
 
     def test_info_shows_the_scheme(self):
         code, out, err = run("info", "--model", Fixture.files["w4a16-rtn-asym"], "--no-measure")
@@ -182,12 +246,12 @@ class NumpyDequantization(unittest.TestCase):
         def bound(w, s):
             scaled = np.abs(w) / np.where(s > 0, s, 1)
             return np.maximum(scaled / 16, 2.0 ** -10) * s + 1e-6 * np.abs(w)
-        for name in ("fp8", "fp8-per-tensor"):
+        for name in ("fp8", "fp8-per-tensor", "fp8-dynamic", "fp8-dynamic-per-tensor"):
             q = self.check_scheme(name, bound)
             scale = q.tensors["blk.0.ffn_up.weight_scale"].floats()
             self.assertEqual(scale.shape, (160, 1))
             w = Fixture.f32.tensors["blk.0.ffn_up.weight"].floats()
-            if name == "fp8":
+            if not name.endswith("per-tensor"):
                 np.testing.assert_allclose(scale[:, 0], np.abs(w).max(axis=1) / 448, rtol=1e-6)
             else:
                 self.assertTrue(np.all(scale == scale[0, 0]))

@@ -13,10 +13,13 @@ their dequantized values w = (code - zero) * scale. Anvil must reproduce those e
 Layouts, as read in the libraries (no code copied):
   compressed-tensors  (compressors/quantized_compressors/{naive_quantized,pack_quantized}.py,
                       quantization/utils/helpers.py calculate_qparams)
-    ct_fp8_channel    float-quantized, F8_E4M3 weight, weight_scale (out, 1) F32 = absmax / 448
-                      (FP8_DYNAMIC: no input_scale)
-    ct_fp8_tensor     float-quantized, per-tensor weight_scale (1,) BF16 (q_proj: shape () F32),
-                      static input_scale (1,) F32
+    ct_fp8_channel    float-quantized, F8_E4M3 weight, weight_scale (out, 1) F32 = absmax / 448;
+                      FP8_DYNAMIC: input_activations float8 dynamic per token (no input_scale), so
+                      the reference rounds each linear layer's input to E4M3 per token
+    ct_fp8_tensor     float-quantized, per-tensor weight_scale (1,) BF16 (q_proj: shape () F32);
+                      input_activations null (W8A16)
+    (llm-compressor's static "FP8" scheme, input_activations dynamic false with an input_scale
+    (1,) per layer, is the corrupt case ct_fp8_static_activations: anvil refuses it)
     ct_int8           int-quantized W8A8, I8 weight, weight_scale (out, 1) F32 = absmax / 127.5,
                       codes clamp(round(w / s), -128, 127), weight_zero_point (out, 1) I8 zeros
                       (older writers kept them); activations dynamic per token
@@ -307,14 +310,11 @@ def layout_plan(layout: str):
                         {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True, "symmetric": True})
         return cfg, lambda name, w: ct_fp8(w, False, "F32"), False
     if layout == "ct_fp8_tensor":
-        cfg = ct_config("float-quantized", ct_weights(8, "float", "tensor"),
-                        {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False, "symmetric": True})
+        cfg = ct_config("float-quantized", ct_weights(8, "float", "tensor"))
 
         def q(name, w):
             scalar = name.endswith("q_proj")
-            out, deq = ct_fp8(w, True, "F32" if scalar else "BF16", scalar_shape=scalar)
-            out["input_scale"] = f32(np.array([0.0125], dtype=np.float32))  # static; anvil ignores it
-            return out, deq
+            return ct_fp8(w, True, "F32" if scalar else "BF16", scalar_shape=scalar)
         return cfg, q, False
     if layout == "ct_int8":
         cfg = ct_config("int-quantized", ct_weights(8, "int", "channel"),
@@ -441,6 +441,13 @@ def corrupt_cases() -> Dict[str, Tuple[str, Callable, str]]:
     def qweight_no_config(c, s):
         del c["quantization_config"]
 
+    def static_fp8_activations(c, s):  # llm-compressor "FP8": static per-tensor input scales
+        c["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {
+            "num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False, "symmetric": True,
+            "observer": "minmax"}
+        for name in [n for n in s if n.endswith(".weight_scale")]:
+            s[name[: -len("weight_scale")] + "input_scale"] = f32(np.array([0.0125], dtype=np.float32))
+
     def plain_with_gptq_config(c, s):
         spec = model_spec()
         for name in list(s):
@@ -477,6 +484,14 @@ def corrupt_cases() -> Dict[str, Tuple[str, Callable, str]]:
                                "is stored as F8_E4M3 weight, but quantization_config.format is 'int-quantized'"),
         "ct_sparse": ("ct_fp8_channel", cfg(["sparsity_config"], {"format": "sparse-24-bitmask"}),
                       "sparse checkpoints"),
+        "ct_fp8_static_activations": ("ct_fp8_tensor", static_fp8_activations,
+                                      "model.layers.0.self_attn.q_proj: config group 'group_0' declares "
+                                      "input_activations float8 strategy tensor, dynamic false: static activation "
+                                      "scales (model.layers.0.self_attn.q_proj.input_scale) are not supported"),
+        "ct_fp8_dynamic_per_tensor": ("ct_fp8_channel",
+                                      cfg(["config_groups", "group_0", "input_activations", "strategy"], "tensor"),
+                                      "declares input_activations float8 strategy tensor, dynamic true, which anvil "
+                                      "does not run"),
         "gptq_bits8": ("gptq_sym", cfg(["bits"], 8), "GPTQ with bits 8 is not supported"),
         "gptq_qweight_shape": ("gptq_sym",
                                lambda c, s: _set(s, Q + ".qweight", i32(np.zeros((9, 64), dtype=np.int32))),

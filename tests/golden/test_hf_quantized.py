@@ -11,9 +11,13 @@ reference.safetensors: all weights as float32, the linear ones dequantized). For
 must give prompt logits within --tol (1e-4) normalized error (max|a-b| / max|ref|) of
 reference_model's forward on the dequantized weights, and its greedy ids. The INT8 W8A8 layout runs
 with int8 activations quantized per token at run time (scale = amax / 127, round half to even),
-so its reference applies the same quantization to the input of every I8 linear layer; float32 vs
-float64 activations can still move a code across a rounding boundary, hence --tol-w8a8 (1e-3),
-and the check also asserts that this model is much closer than the unquantized-activation one.
+so its reference applies the same quantization to the input of every I8 linear layer; the
+FP8_DYNAMIC layout (ct_fp8_channel) rounds each token's input to E4M3 (scale = amax / 448, round
+half to even, saturating), and so does its reference. Float32 vs float64 activations can still
+move a code across a rounding boundary, hence --tol-w8a8 (1e-3) for both, and the check also
+asserts that anvil is much closer to that model than to the unquantized-activation one. Both run
+with an f32 KV cache: the rounding of activations amplifies the f16 cache's rounding of K/V
+(a code flips where its input crosses a boundary) enough to swap a close greedy choice.
 `anvil info --json` must report the expected weight types, and `anvil convert` to GGUF must give
 a file with the same logits (scales written as companion tensors). Every corrupt variant
 (hf_quantized_fixture.py corrupt) must fail with its message, an exit status of 1 and no crash.
@@ -46,6 +50,8 @@ EXPECTED_TYPES = {  # anvil info tensor_dtypes: 14 linear weights (15 with lm_he
     "gptq_asym": {"I4": 14}, "gptq_v2_channel": {"I4": 14}, "awq_gemm": {"I4": 14},
 }
 W8A8_LAYOUTS = {"ct_int8"}
+FP8_DYNAMIC_LAYOUTS = {"ct_fp8_channel"}
+ACTIVATION_QUANTIZED = W8A8_LAYOUTS | FP8_DYNAMIC_LAYOUTS
 
 
 def norm_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,6 +110,27 @@ def w8a8_linear(weights, int8_names):
         inv = np.where(d != 0, np.float32(1.0) / np.where(d != 0, d, 1), 0).astype(np.float32)
         codes = np.clip(np.rint(x32 * inv), -127, 127).astype(np.float64)
         return (codes @ W[name].T) * d.astype(np.float64)
+    return linear
+
+
+def fp8_dynamic_linear(weights, fp8_names):
+    """Per-token E4M3 activations, as FP8_DYNAMIC runs them (vLLM's dynamic per-token
+    scaled_fp8_quant): in float32, s = amax / 448, codes = e4m3(x * (1 / s)) rounded to nearest
+    even and saturating at 448, x' = value(code) * s; then x' @ W.T (the fp8 x fp8 GEMM, exact
+    products). Rows with s below float32's smallest normal become zero."""
+    W = {k: v.astype(np.float64) for k, v in weights.items()}
+    table = fx.e4m3_values()
+    tiny = np.finfo(np.float32).tiny
+
+    def linear(name, x):
+        if name not in fp8_names:
+            return x @ W[name].T
+        x32 = x.astype(np.float32)
+        s = (np.max(np.abs(x32), axis=1, keepdims=True) / np.float32(448.0)).astype(np.float32)
+        ok = s >= tiny
+        inv = np.where(ok, np.float32(1.0) / np.where(ok, s, 1), 0).astype(np.float32)
+        xq = (table[fx.to_e4m3((x32 * inv).astype(np.float32))] * s).astype(np.float32)
+        return xq.astype(np.float64) @ W[name].T
     return linear
 
 
@@ -175,9 +202,11 @@ class Layout:
         read_back = ref.read_safetensors(os.path.join(self.dir, "reference.safetensors"))
         assert all(np.array_equal(read_back[k], v) for k, v in self.reference.items()), "reference round trip"
         self.linear = None
+        quantized = {k for k in self.reference if any(k.endswith(m + ".weight") for m in fx.LINEAR)}
         if name in W8A8_LAYOUTS:
-            int8 = {k for k in self.reference if any(k.endswith(m + ".weight") for m in fx.LINEAR)}
-            self.linear = w8a8_linear(self.reference, int8)
+            self.linear = w8a8_linear(self.reference, quantized)
+        elif name in FP8_DYNAMIC_LAYOUTS:
+            self.linear = fp8_dynamic_linear(self.reference, quantized)
         self.ref_logits = forward(self.config, self.reference, spec.prompt, self.linear)
         self.ref_ids, self.ref_margins = greedy(self.config, self.reference, spec.prompt, spec.n_generate, self.linear)
 
@@ -216,9 +245,13 @@ def self_check(layouts, spec) -> list:
         # The quantization must be visible in the logits, or matching them would prove little.
         check(e_quant > 20 * 1e-4, f"{L.name}: dequantized model too close to float ({e_quant:.2g})")
         extra = ""
-        if L.name in W8A8_LAYOUTS:
+        if L.name in ACTIVATION_QUANTIZED:
             no_act = forward(L.config, L.reference, spec.prompt)
-            extra = f", int8 activations move logits by {norm_err(L.ref_logits, no_act):.2e}"
+            moved = norm_err(L.ref_logits, no_act)
+            # Rounding the activations must be visible, or matching it would prove little.
+            check(moved > 20 * 1e-4, f"{L.name}: activation quantization barely moves the logits ({moved:.2g})")
+            kind = "int8" if L.name in W8A8_LAYOUTS else "E4M3"
+            extra = f", {kind} activations move logits by {moved:.2e}"
         print(f"  self-check {L.name}: {len(quant_names)} quantized weights unpack as the library does, "
               f"max weight err {worst:.3f}, logits vs float {e_quant:.2e}{extra}, "
               f"greedy {L.ref_ids} (min gap {min(L.ref_margins):.3g})")
@@ -230,13 +263,16 @@ def self_check(layouts, spec) -> list:
 # ----------------------------------------------------------------------------------------------
 
 
-def run_anvil(anvil, model, spec, threads, timeout):
+def run_anvil(anvil, model, spec, threads, timeout, kv_f32=False):
+    """kv_f32: an f32 KV cache instead of the default f16, for the layouts that round activations:
+    a code flips where f16's rounding of K/V moves a layer input across a rounding boundary, which
+    amplifies it enough to swap a greedy choice that the float reference makes by a 1e-2 margin."""
     logits_path = model.rstrip("/") + ".logits.f32"
     if os.path.exists(logits_path):
         os.remove(logits_path)
     cmd = [anvil, "run", "--model", model, "--prompt-tokens", ",".join(map(str, spec.prompt)),
            "-n", str(spec.n_generate), "--temperature", "0", "--print-token-ids",
-           "--logits-out", logits_path, "--threads", str(threads)]
+           "--logits-out", logits_path, "--threads", str(threads)] + (["--kv-dtype", "f32"] if kv_f32 else [])
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         return None, None, f"exit {p.returncode}: {' '.join(cmd)}\n      {p.stderr.strip()[-800:]}"
@@ -291,8 +327,9 @@ def main() -> int:
 
     results = []
     for L in layouts:
-        tol = args.tol_w8a8 if L.name in W8A8_LAYOUTS else args.tol
-        logits, ids, err = run_anvil(args.anvil, L.dir, spec, args.threads, args.timeout)
+        tol = args.tol_w8a8 if L.name in ACTIVATION_QUANTIZED else args.tol
+        kv_f32 = L.name in ACTIVATION_QUANTIZED
+        logits, ids, err = run_anvil(args.anvil, L.dir, spec, args.threads, args.timeout, kv_f32)
         if err:
             print(f"  FAIL {L.name}: {err}")
             results.append(False)
@@ -300,7 +337,7 @@ def main() -> int:
         e = norm_err(logits, L.ref_logits)
         ok = e < tol
         detail = f"max normalized logit err {e:.2e} (tol {tol:g})"
-        if L.name in W8A8_LAYOUTS:  # the activation model must be what anvil does
+        if L.name in ACTIVATION_QUANTIZED:  # the activation model must be what anvil does
             e_plain = norm_err(logits, forward(L.config, L.reference, spec.prompt))
             ok &= e_plain > 5 * e
             detail += f"; vs float activations {e_plain:.2e}"
@@ -323,7 +360,7 @@ def main() -> int:
         p = subprocess.run([args.anvil, "convert", "--model", L.dir, "--out", gguf], capture_output=True, text=True,
                            timeout=args.timeout)
         g_logits, _, g_err = (None, None, p.stderr.strip()[-500:]) if p.returncode else \
-            run_anvil(args.anvil, gguf, spec, args.threads, args.timeout)
+            run_anvil(args.anvil, gguf, spec, args.threads, args.timeout, kv_f32)
         g_ok = g_err is None and norm_err(g_logits, L.ref_logits) < tol
         print(f"  {'ok  ' if g_ok else 'FAIL'} {L.name}/converted-gguf: " +
               (g_err or f"max normalized logit err {norm_err(g_logits, L.ref_logits):.2e}, "

@@ -1,6 +1,7 @@
 // Flash attention (prefill tiles, split-KV decode) on every ISA path x head_dim x query and key
 // counts x sliding window x GQA group x key splits x 1 and 2 threads, against a double-precision
-// reference; paged caches (shuffled block tables) of f32/f16/bf16 rows; batches of problems.
+// reference; paged caches (shuffled block tables) of f32/f16/bf16 rows and of fp8/int8 codes with
+// a scale per row and KV head; batches of problems.
 // Prints the normalized error (max|out-ref| / max|ref|) per path.
 #include <gtest/gtest.h>
 
@@ -15,6 +16,8 @@
 #include "compute/cpu/isa.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "model/kv_store.h"
+#include "quant/fp8_e4m3.h"
 
 namespace anvil {
 namespace {
@@ -190,18 +193,24 @@ TEST(Attention, AutomaticSplitKvDecodeMatchesReference) {
 }
 
 // A pool of KV-cache blocks (block_size rows of kv_stride elements, K and V) shared by sequences
-// that each own a shuffled, non-contiguous set of blocks. Rows no sequence wrote hold NaN, so a
-// read through a wrong row shows up in the result.
+// that each own a shuffled, non-contiguous set of blocks. Rows no sequence wrote hold NaN (NaN
+// scales for fp8/int8), so a read through a wrong row shows up in the result.
 class PagedCache {
  public:
   PagedCache(DType dtype, int64_t block_size, int64_t n_blocks, int64_t n_kv_heads, int64_t head_dim, std::mt19937& rng)
       : dtype_(dtype), block_size_(block_size), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
         kv_stride_(n_kv_heads * head_dim + 3), rng_(rng) {
     const size_t n = static_cast<size_t>(n_blocks * block_size * kv_stride_);
-    keys_.assign(n, NAN);
-    values_.assign(n, NAN);
-    keys_raw_.assign(n, store(NAN));
-    values_raw_.assign(n, store(NAN));
+    for (Side* side : {&keys_, &values_}) {
+      side->rounded.assign(n, NAN);
+      side->exact.assign(n, NAN);
+      if (kv_dtype_has_scales(dtype_)) {
+        side->codes.assign(n, 0);
+        side->scales.assign(static_cast<size_t>(n_blocks * block_size * n_kv_heads), NAN);
+      } else {
+        side->raw.assign(n, store(NAN));
+      }
+    }
     for (int64_t b = 0; b < n_blocks; ++b) free_.push_back(static_cast<int32_t>(b));
     std::shuffle(free_.begin(), free_.end(), rng_);
   }
@@ -218,12 +227,16 @@ class PagedCache {
       free_.pop_back();
     }
     std::normal_distribution<float> dist(0.0f, 1.0f);
-    for (int64_t j = 0; j < n_positions; ++j)
-      for (int64_t i = 0; i < n_kv_heads_ * head_dim_; ++i) {
-        const size_t at = static_cast<size_t>(row(table, j) * kv_stride_ + i);
-        set(keys_raw_[at], keys_[at], dist(rng_));
-        set(values_raw_[at], values_[at], dist(rng_));
+    const int64_t kv_dim = n_kv_heads_ * head_dim_;
+    std::vector<float> key_row(kv_dim), value_row(kv_dim);
+    for (int64_t j = 0; j < n_positions; ++j) {
+      for (int64_t i = 0; i < kv_dim; ++i) {
+        key_row[i] = dist(rng_);
+        value_row[i] = dist(rng_);
       }
+      write_row(keys_, row(table, j), key_row);
+      write_row(values_, row(table, j), value_row);
+    }
     return table;
   }
 
@@ -231,36 +244,68 @@ class PagedCache {
     return table[j / block_size_] * block_size_ + j % block_size_;
   }
   // The values the cache holds, as floats, at cache row r, KV head k, element i.
-  float key(int64_t r, int64_t k, int64_t i) const { return keys_[r * kv_stride_ + k * head_dim_ + i]; }
-  float value(int64_t r, int64_t k, int64_t i) const { return values_[r * kv_stride_ + k * head_dim_ + i]; }
+  float key(int64_t r, int64_t k, int64_t i) const { return keys_.rounded[r * kv_stride_ + k * head_dim_ + i]; }
+  float value(int64_t r, int64_t k, int64_t i) const { return values_.rounded[r * kv_stride_ + k * head_dim_ + i]; }
+  // The f32 values drawn before rounding or quantizing.
+  float exact_key(int64_t r, int64_t k, int64_t i) const { return keys_.exact[r * kv_stride_ + k * head_dim_ + i]; }
+  float exact_value(int64_t r, int64_t k, int64_t i) const { return values_.exact[r * kv_stride_ + k * head_dim_ + i]; }
 
   // The cache fields of a problem over the sequence with this block table.
   void describe(const std::vector<int32_t>& table, AttentionProblem& p) const {
-    p.keys = dtype_ == DType::F32 ? static_cast<const void*>(keys_.data()) : keys_raw_.data();
-    p.values = dtype_ == DType::F32 ? static_cast<const void*>(values_.data()) : values_raw_.data();
+    p.keys = data(keys_);
+    p.values = data(values_);
     p.kv_stride = kv_stride_;
     p.kv_dtype = dtype_;
+    p.key_scales = keys_.scales.empty() ? nullptr : keys_.scales.data();
+    p.value_scales = values_.scales.empty() ? nullptr : values_.scales.data();
     p.block_table = table.data();
     p.block_size = block_size_;
   }
 
  private:
+  // Keys or values: what the kernels read (raw f16/bf16 bits, or fp8/int8 codes with a scale per
+  // row and KV head), their values as floats, and the f32 values before rounding.
+  struct Side {
+    std::vector<float> rounded, exact;
+    std::vector<uint16_t> raw;
+    std::vector<uint8_t> codes;
+    std::vector<float> scales;  // (row, KV head)
+  };
+
+  const void* data(const Side& side) const {
+    if (dtype_ == DType::F32) return side.rounded.data();
+    return kv_dtype_has_scales(dtype_) ? static_cast<const void*>(side.codes.data()) : side.raw.data();
+  }
   uint16_t store(float x) const { return dtype_ == DType::F16 ? float_to_fp16(x) : float_to_bf16(x); }
-  // One element: f32 as drawn, f16/bf16 rounded (and its value as a float for the references).
-  void set(uint16_t& raw, float& rounded, float x) const {
-    if (dtype_ == DType::F32) {
-      rounded = x;
+  // One cache row: f32 as drawn, f16/bf16 rounded, fp8/int8 quantized per KV head as the engine's
+  // KV store does (and its values as floats for the references).
+  void write_row(Side& side, int64_t r, const std::vector<float>& x) const {
+    const size_t at = static_cast<size_t>(r * kv_stride_);
+    std::copy(x.begin(), x.end(), side.exact.begin() + at);
+    if (kv_dtype_has_scales(dtype_)) {
+      float* scales = side.scales.data() + r * n_kv_heads_;
+      quantize_kv_row(dtype_, x.data(), n_kv_heads_, head_dim_, side.codes.data() + at, scales);
+      for (size_t i = 0; i < x.size(); ++i) {
+        const uint8_t code = side.codes[at + i];
+        const float v = dtype_ == DType::I8 ? static_cast<float>(static_cast<int8_t>(code)) : e4m3_to_float(code);
+        side.rounded[at + i] = v * scales[i / head_dim_];
+      }
       return;
     }
-    raw = store(x);
-    rounded = dtype_ == DType::F16 ? fp16_to_float(raw) : bf16_to_float(raw);
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (dtype_ == DType::F32) {
+        side.rounded[at + i] = x[i];
+        continue;
+      }
+      side.raw[at + i] = store(x[i]);
+      side.rounded[at + i] = dtype_ == DType::F16 ? fp16_to_float(side.raw[at + i]) : bf16_to_float(side.raw[at + i]);
+    }
   }
 
   DType dtype_;
   int64_t block_size_, n_kv_heads_, head_dim_, kv_stride_;
   std::mt19937& rng_;
-  std::vector<float> keys_, values_;              // f32 rows (F32) or their rounded values
-  std::vector<uint16_t> keys_raw_, values_raw_;   // f16 / bf16 rows
+  Side keys_, values_;
   std::vector<int32_t> free_;
 };
 
@@ -294,9 +339,12 @@ PagedSequence make_sequence(PagedCache& cache, int64_t n_tokens, int64_t first_p
   return s;
 }
 
-// The attention of one sequence in double precision, reading the cache's rounded values through
-// the block table: independent of attention_reference.
-std::vector<double> independent_reference(const PagedCache& cache, const PagedSequence& s) {
+// The attention of one sequence in double precision, reading the cache's rounded values (or, with
+// exact, the f32 values before rounding) through the block table: independent of
+// attention_reference.
+std::vector<double> independent_reference(const PagedCache& cache, const PagedSequence& s, bool exact = false) {
+  auto key = [&](int64_t r, int64_t k, int64_t i) { return exact ? cache.exact_key(r, k, i) : cache.key(r, k, i); };
+  auto value = [&](int64_t r, int64_t k, int64_t i) { return exact ? cache.exact_value(r, k, i) : cache.value(r, k, i); };
   const AttentionProblem& p = s.problem;
   const int64_t hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
   std::vector<double> ref(p.n_tokens * p.out_stride, 0.0), scores(p.first_position + p.n_tokens);
@@ -307,13 +355,13 @@ std::vector<double> independent_reference(const PagedCache& cache, const PagedSe
       double m = -1e300, sum = 0;
       for (int64_t j = lo; j <= pos; ++j) {
         double d = 0;
-        for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(p.q[t * p.q_stride + h * hd + i]) * cache.key(cache.row(s.table, j), k, i);
+        for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(p.q[t * p.q_stride + h * hd + i]) * key(cache.row(s.table, j), k, i);
         scores[j] = d * p.scale;
         m = std::max(m, scores[j]);
       }
       for (int64_t j = lo; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - m));
       for (int64_t j = lo; j <= pos; ++j)
-        for (int64_t i = 0; i < hd; ++i) ref[t * p.out_stride + h * hd + i] += scores[j] / sum * cache.value(cache.row(s.table, j), k, i);
+        for (int64_t i = 0; i < hd; ++i) ref[t * p.out_stride + h * hd + i] += scores[j] / sum * value(cache.row(s.table, j), k, i);
     }
   }
   return ref;
@@ -330,7 +378,7 @@ double normalized_error(const std::vector<float>& out, const std::vector<T>& ref
   return max_diff / max_ref;
 }
 
-const char* kv_name(DType dtype) { return dtype == DType::F32 ? "f32" : dtype == DType::F16 ? "f16" : "bf16"; }
+const char* kv_name(DType dtype) { return kv_cache_dtype_name(dtype); }
 
 // Prefill (a chunk at first_position > 0, with and without a window) and long decode (split-KV
 // with 2 threads) through shuffled block tables of 16, 32 and 7 rows, f32/f16/bf16 rows, head_dim
@@ -389,6 +437,76 @@ TEST(Attention, PagedCacheEveryDtypeBlockSizePathAndThreadCountMatchesReference)
   }
 }
 
+// fp8 (E4M3) and int8 caches with a scale per (row, KV head): every ISA path against
+// attention_reference on the same quantized cache (which must dequantize as the kernels do), and
+// the reference against an independent double computation over the dequantized values; then the
+// quantization error itself, against the attention of the f32 values the cache was written from.
+// Shuffled block tables of 16 and 7 rows, head_dim 64 and 37 (odd: vector tails of the converters
+// and a padded V tile), prefill chunks and long split-KV decodes, 1 and 2 threads.
+TEST(Attention, PagedFp8AndInt8CacheEveryPathMatchesReferenceAndStaysNearF32) {
+  std::mt19937 rng(23);
+  const std::vector<Isa> isas = available_isas();
+  ThreadPool pool1(1), pool2(2);
+  const DType dtypes[] = {DType::F8_E4M3, DType::I8};
+  // Normalized error of the quantized cache's attention against the f32 cache's: per element,
+  // int8 errs by at most scale / 2 (~1/250 of a head's absmax), fp8 by 2^-4 of the value, and the
+  // peaky softmax (q ~ N(0, 4)) amplifies the score errors. Observed (printed below as "vs f32"):
+  // fp8 9.3e-2, int8 1.9e-2; the bounds leave about 2.5x margin.
+  const double vs_f32_bound[] = {0.25, 0.05};
+  struct Scenario {
+    int64_t n_tokens, first_position, window;
+  };
+  const Scenario scenarios[] = {{37, 60, 0}, {37, 60, 20}, {1, 1400, 0}, {1, 1400, 600}};
+  const int64_t n_kv = 2, group = 4;
+  // worst[isa][dtype]; row isas.size(): attention_reference against the independent computation;
+  // row isas.size() + 1: attention_reference against the f32 values' attention.
+  std::vector<std::vector<double>> worst(isas.size() + 2, std::vector<double>(2, 0.0));
+  for (int64_t hd : {64, 37})
+    for (int64_t block_size : {16, 7})
+      for (int di = 0; di < 2; ++di) {
+        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
+        for (const Scenario& sc : scenarios) {
+          PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
+          const std::string where = std::string(kv_name(dtypes[di])) + " head_dim=" + std::to_string(hd) +
+                                    " block_size=" + std::to_string(block_size) + " tokens=" +
+                                    std::to_string(sc.n_tokens) + " first_position=" + std::to_string(sc.first_position) +
+                                    " window=" + std::to_string(sc.window);
+          attention_reference(s.problem);
+          const std::vector<float> ref = s.out;
+          const double ref_err = normalized_error(ref, independent_reference(cache, s));
+          EXPECT_LT(ref_err, 1e-5) << "reference " << where;
+          worst[isas.size()][di] = std::max(worst[isas.size()][di], ref_err);
+          const double f32_err = normalized_error(ref, independent_reference(cache, s, /*exact=*/true));
+          EXPECT_LT(f32_err, vs_f32_bound[di]) << "against the f32 cache: " << where;
+          worst[isas.size() + 1][di] = std::max(worst[isas.size() + 1][di], f32_err);
+          for (size_t ii = 0; ii < isas.size(); ++ii) {
+            set_isa_cap(isas[ii]);
+            for (ThreadPool* pool : {&pool1, &pool2})
+              for (int64_t splits : {0, 3}) {
+                std::fill(s.out.begin(), s.out.end(), -999.0f);
+                s.problem.kv_splits = splits;
+                attention(*pool, s.problem);
+                const double err = normalized_error(s.out, ref);
+                EXPECT_LT(err, 1e-5) << isa_name(isas[ii]) << " threads=" << pool->thread_count()
+                                     << " splits=" << splits << " " << where;
+                worst[ii][di] = std::max(worst[ii][di], err);
+              }
+          }
+          set_isa_cap(Isa::Avx512);
+        }
+      }
+  std::printf("%-10s %9s %9s  (paged fp8/int8 cache: max normalized error against attention_reference on the\n"
+              "%-10s %9s %9s   same codes, block sizes {16,7}, head_dim {64,37}, prefill/decode x window, splits, threads)\n",
+              "path", "fp8", "int8", "", "", "");
+  for (size_t ii = 0; ii < isas.size() + 2; ++ii) {
+    std::printf("%-10s", ii < isas.size() ? isa_name(isas[ii]) : ii == isas.size() ? "reference" : "vs f32");
+    for (double e : worst[ii]) std::printf(" %9.2e", e);
+    std::printf("%s\n", ii < isas.size()    ? ""
+                        : ii == isas.size() ? "  (against an independent double computation)"
+                                            : "  (quantization error: against the attention of the unquantized f32 values)");
+  }
+}
+
 // Problems of different lengths, positions, windows and key splits (one empty) over one shared
 // cache pool, in one attention_batch call, give what each gives alone; so does a batch of decodes
 // whose few work items make the batch split its long context (4 threads).
@@ -402,7 +520,7 @@ TEST(Attention, BatchOfPagedProblemsMatchesEachAlone) {
   };
   const Shape shapes[] = {{1, 1300, 0, 0}, {1, 5, 0, 0}, {17, 40, 0, 3}, {1, 700, 300, 2}, {33, 0, 0, 0}, {0, 9, 0, 0}};
   double worst_alone = 0, worst_ref = 0;
-  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::I8}) {
     PagedCache cache(dtype, 16, 2200 / 16 + 16, n_kv, hd, rng);
     std::vector<PagedSequence> seqs;
     for (const Shape& sh : shapes) {
@@ -449,7 +567,7 @@ TEST(Attention, BatchOfPagedProblemsMatchesEachAlone) {
       }
     set_isa_cap(Isa::Avx512);
   }
-  std::printf("attention_batch (6 and 3 problems, f32/f16/bf16, every path, 1/2/4 threads): max normalized error\n"
+  std::printf("attention_batch (6 and 3 problems, f32/f16/bf16/fp8/int8, every path, 1/2/4 threads): max normalized error\n"
               "  %.2e against each problem alone, %.2e against attention_reference\n", worst_alone, worst_ref);
 }
 

@@ -1,6 +1,7 @@
 // anvil bench model (llama-bench's pp/tg throughput) and anvil bench kernels (each CPU kernel vs the machine limits).
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -232,7 +233,12 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       "kernels", "Each CPU kernel per shape and weight type: GB/s or GFLOP/s and the share of the measured limit");
   kernels->add_option("--kernels", kernel_opts->kernels,
                       "Kernels (default: gemv,gemm,rmsnorm,rope,softmax,attention)");
-  kernels->add_option("--dtypes", kernel_opts->dtypes, "Weight types (default: f32,f16,bf16,q8_0,q4_0,q4_k,q6_k)");
+  std::string default_dtypes;  // the help lists KernelBenchOptions' defaults, lower-case as typed
+  for (DType dtype : KernelBenchOptions{}.dtypes) {
+    if (!default_dtypes.empty()) default_dtypes += ',';
+    for (const char* c = dtype_name(dtype); *c; ++c) default_dtypes += static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
+  }
+  kernels->add_option("--dtypes", kernel_opts->dtypes, "Weight types (default: " + default_dtypes + ")");
   kernels->add_option("--shapes", kernel_opts->shapes,
                       "Matrices as OUTxIN (default: the Llama-3.2-1B q/k/v/o, gate/up, down and output matrices)");
   kernels->add_option("--tokens", kernel_opts->tokens,

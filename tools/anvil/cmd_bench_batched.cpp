@@ -13,6 +13,7 @@
 #include "engine/kv_block_pool.h"
 #include "engine/memory_plan.h"
 #include "model/decoder_model.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 
 namespace anvil::cli {
@@ -46,8 +47,8 @@ Result<std::vector<int64_t>> parse_sizes(const std::string& text) {
 int bench_batched(const BatchedCliOptions& cli) {
   Result<std::vector<int64_t>> sizes = parse_sizes(cli.batch_sizes);
   if (!sizes) return fail(sizes.status().message());
-  std::optional<DType> kv_dtype = dtype_from_name(cli.kv_dtype);
-  if (!kv_dtype) return fail("unknown KV dtype '" + cli.kv_dtype + "' (f32, f16, bf16)");
+  std::optional<DType> kv_dtype = kv_cache_dtype_from_name(cli.kv_dtype);
+  if (!kv_dtype) return fail("unknown KV dtype '" + cli.kv_dtype + "' (f32, f16, bf16, fp8, int8)");
 
   TerminalProgress load_progress("loading " + cli.model, true);
   Result<Checkpoint> checkpoint = load_checkpoint(cli.model, load_progress.callback());
@@ -121,7 +122,7 @@ void add_bench_batched_command(CLI::App& bench, int& exit_code) {
   cmd->add_option("--ntg,--generate-tokens", o->generate, "Generated tokens per sequence")->capture_default_str();
   cmd->add_option("--npl,--batch-sizes", o->batch_sizes, "Concurrent sequences, a list")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
-  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype: f32, f16, bf16")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8 (E4M3), int8")->capture_default_str();
   cmd->add_option("--kv-cache-memory", o->kv_memory, "KV cache size (default: what the largest batch needs)");
   cmd->add_option("--max-num-batched-tokens", o->max_batched_tokens, "Tokens per engine step")->capture_default_str();
   cmd->add_flag("--json", o->json, "One JSON object instead of the table");

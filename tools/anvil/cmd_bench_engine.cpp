@@ -22,6 +22,7 @@
 #include "engine/engine.h"
 #include "engine/memory_plan.h"
 #include "model/decoder_model.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 
@@ -52,7 +53,7 @@ void add_common_flags(CLI::App* cmd, CommonFlags& f) {
   cmd->add_option("--kv-cache-memory", f.kv_cache_memory,
                   "KV cache size, e.g. 2GiB or 500MiB (default: 40% of the available memory, capped at what "
                   "max-num-seqs full-context sequences use)");
-  cmd->add_option("--kv-dtype", f.kv_dtype, "KV cache dtype: f32, f16 or bf16")->capture_default_str();
+  cmd->add_option("--kv-dtype", f.kv_dtype, "KV cache dtype: f32, f16, bf16, fp8 (E4M3) or int8")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", f.no_prefix_caching, "Turn the engine's prefix cache off");
   cmd->add_option("--seed", f.seed, "Seed of the random prompt ids")->capture_default_str();
   cmd->add_option("--price-per-hour", f.price_per_hour, "Machine price in $/hour: adds $ per 1M output tokens")
@@ -64,9 +65,9 @@ Result<EngineOptions> engine_options(const CommonFlags& f, int64_t default_max_n
   EngineOptions o;
   o.max_num_seqs = f.max_num_seqs > 0 ? f.max_num_seqs : default_max_num_seqs;
   if (f.max_num_batched_tokens > 0) o.max_num_batched_tokens = f.max_num_batched_tokens;
-  std::optional<DType> kv = dtype_from_name(f.kv_dtype);
-  if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16))
-    return Status::error(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (f32, f16, bf16)",
+  std::optional<DType> kv = kv_cache_dtype_from_name(f.kv_dtype);
+  if (!kv)
+    return Status::error(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (f32, f16, bf16, fp8, int8)",
                                      f.kv_dtype));
   o.kv_dtype = *kv;
   if (!f.kv_cache_memory.empty()) {

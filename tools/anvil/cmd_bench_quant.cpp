@@ -285,8 +285,9 @@ void add_bench_quant_command(CLI::App& bench, int& exit_code) {
   cmd->add_option("-m,--model", flags->model, "Model (file, directory or dummy:<preset>[:dtype]); the base")
       ->required();
   cmd->add_option("--schemes", flags->schemes,
-                  "Comma-separated: f32, f16, bf16, fp8, w8a8, w4a16-rtn, q8_0, q4_0, q4_k, and with --calib "
-                  "w4a16-gptq, w8a8-smoothquant; options after a colon (w4a16-rtn:g32,asym, fp8:per-tensor)")
+                  "Comma-separated: f32, f16, bf16, fp8, fp8-dynamic, w8a8, w4a16-rtn, q8_0, q4_0, q4_k, and "
+                  "with --calib w4a16-gptq, w8a8-smoothquant; options after a colon (w4a16-rtn:g32,asym, "
+                  "fp8:per-tensor)")
       ->required();
   auto* file = cmd->add_option("-f,--file", flags->text_file,
                                "Text to score (tokenized whole, with BOS; one trailing newline dropped)");

@@ -102,9 +102,11 @@ int info(const InfoOptions& options) {
     }
     m["weight_bytes"] = weight_bytes;
     m["tensor_dtypes"] = dtype_counts;
-    if (const QuantizationInfo& q = shared->quantization; !q.scheme.empty())
+    if (const QuantizationInfo& q = shared->quantization; !q.scheme.empty()) {
       m["quantization"] = {{"scheme", q.scheme}, {"granularity", q.granularity}, {"group_size", q.group_size},
                            {"symmetric", q.symmetric}};
+      if (q.activations != ActivationQuant::None) m["quantization"]["activations"] = activation_quant_name(q.activations);
+    }
     m["vocab"] = {{"model", shared->vocab.model}, {"size", shared->vocab.size()}};
     out["model"] = m;
   } else {
@@ -163,6 +165,7 @@ int info(const InfoOptions& options) {
       std::string detail = q["granularity"].get<std::string>();
       if (q["group_size"].get<int64_t>() > 0) detail += fmt::format(" {}", q["group_size"].get<int64_t>());
       detail += q["symmetric"].get<bool>() ? ", symmetric" : ", asymmetric";
+      if (q.contains("activations")) detail += ", activations " + q["activations"].get<std::string>();
       fmt::print("quantization: {} ({})\n", q["scheme"].get<std::string>(), detail);
     }
     fmt::print("tokenizer: {} ({} tokens)\n", m["vocab"]["model"].get<std::string>(), m["vocab"]["size"].get<int64_t>());

@@ -216,8 +216,8 @@ void add_plan_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-b,--max-num-seqs", options->max_num_seqs, "Sequences held at once (B)")->required();
   cmd->add_option("-c,--context", options->context, "Tokens per sequence, prompt + output (default: the model's context length)");
   cmd->add_option("--kv-dtype", options->kv_dtype,
-                  "KV cache element type: f32, f16, bf16 (what the engine runs), or fp8, int8 (1 byte per element: "
-                  "planning figures for targets that have such caches)")
+                  "KV cache element type: f32, f16, bf16, or fp8, int8 (1 byte per element plus a 4-byte scale per "
+                  "token, layer and KV head, as the engine allocates)")
       ->capture_default_str();
   cmd->add_option("--tp", options->tp,
                   "Tensor-parallel ranks: matrices and KV heads split over them (KV heads replicated when fewer "

@@ -1,5 +1,5 @@
-// anvil quantize: a model's linear layers to fp8 / w8a8 (optionally SmoothQuant) / w4a16-rtn /
-// w4a16-gptq (or GGML q8_0/q4_0/q4_k), as GGUF.
+// anvil quantize: a model's linear layers to fp8 / fp8-dynamic / w8a8 (optionally SmoothQuant) /
+// w4a16-rtn / w4a16-gptq (or GGML q8_0/q4_0/q4_k), as GGUF.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -45,6 +45,8 @@ std::string scheme_description(const QuantizationInfo& info) {
   if (info.granularity == "group") scheme += fmt::format(" {}, {}", info.group_size, info.symmetric ? "symmetric" : "asymmetric");
   if (info.act_order) scheme += ", act-order";
   if (info.smoothquant_alpha) scheme += fmt::format(", alpha {:g}", *info.smoothquant_alpha);
+  if (info.activations != ActivationQuant::None)
+    scheme += fmt::format(", activations {}", activation_quant_name(info.activations));
   return scheme + ")";
 }
 
@@ -163,21 +165,23 @@ int quantize(QuantizeCliOptions options) {
 void add_quantize_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<QuantizeCliOptions>();
   CLI::App* cmd = app.add_subcommand("quantize",
-                                     "Quantize a model's linear layers (fp8, w8a8, w8a8 SmoothQuant, w4a16-rtn, "
-                                     "w4a16-gptq, q8_0, q4_0, q4_k) into a GGUF file");
+                                     "Quantize a model's linear layers (fp8, fp8-dynamic, w8a8, w8a8 SmoothQuant, "
+                                     "w4a16-rtn, w4a16-gptq, q8_0, q4_0, q4_k) into a GGUF file");
   cmd->add_option("-m,--model", options->model,
                   "GGUF file, Hugging Face directory, llama2.c checkpoint, or dummy:<preset>[:dtype]")
       ->required();
   cmd->add_option("-o,--out", options->out, "Output GGUF path")->required();
   cmd->add_option("--scheme", options->request.scheme,
-                  "fp8 (E4M3, W8A16), w8a8 (int8 weights and per-token activations), w8a8-smoothquant (= w8a8 "
+                  "fp8 (E4M3, W8A16), fp8-dynamic (E4M3 weights and per-token dynamic E4M3 activations, W8A8), "
+                  "w8a8 (int8 weights and per-token activations), w8a8-smoothquant (= w8a8 "
                   "--smoothquant), w4a16-rtn (int4 groups), w4a16-gptq (int4 groups by GPTQ; needs --calib), or "
                   "the GGML types q8_0, q4_0, q4_k")
       ->required();
   cmd->add_option("--group", options->group, "w4a16-rtn, w4a16-gptq: elements per scale, 32, 64 or 128 (default 128)");
   cmd->add_flag("--asym", options->request.asymmetric,
                 "w4a16-rtn, w4a16-gptq: asymmetric (scale and zero point per group)");
-  cmd->add_flag("--per-tensor", options->request.per_tensor, "fp8: one scale per tensor (default: one per row)");
+  cmd->add_flag("--per-tensor", options->request.per_tensor,
+                "fp8, fp8-dynamic: one weight scale per tensor (default: one per row)");
   cmd->add_flag("--act-order", options->request.act_order,
                 "w4a16-gptq: quantize columns by decreasing Hessian diagonal (groups stay in column order)");
   cmd->add_flag("--smoothquant", options->request.smoothquant,

@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/kv_block_pool.h"
 #include "model/decoder_model.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 #include "quantize_at_load.h"
 
@@ -134,9 +135,9 @@ int run(const RunOptions& options) {
   // request: one sequence, a KV cache of exactly prompt + n_predict tokens (whole blocks).
   std::optional<DType> kv_dtype = options.kv_dtype == "auto"
                                       ? std::optional<DType>(f32_weights(*shared_checkpoint) ? DType::F32 : DType::F16)
-                                      : dtype_from_name(options.kv_dtype);
-  if (!kv_dtype || (*kv_dtype != DType::F32 && *kv_dtype != DType::F16 && *kv_dtype != DType::BF16))
-    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16)",
+                                      : kv_cache_dtype_from_name(options.kv_dtype);
+  if (!kv_dtype)
+    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)",
                             options.kv_dtype));
   EngineOptions engine_options;
   engine_options.max_num_seqs = 1;
@@ -249,7 +250,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "Write the prompt's logits (n_prompt x vocab, float32 little-endian) to this file (a scoring pass before generation)");
   cmd->add_option("--quantization,-q", options->quantization, kOnlineQuantizationHelp);
   cmd->add_option("--kv-dtype", options->kv_dtype,
-                  "KV cache dtype: auto (f32 for f32 weights, else f16), f32, f16 or bf16")->capture_default_str();
+                  "KV cache dtype: auto (f32 for f32 weights, else f16), f32, f16, bf16, fp8 (E4M3) or int8 "
+                  "(1 byte per element and a scale per token and KV head)")->capture_default_str();
   cmd->callback([options, &exit_code] {
     if (options->prompt.empty() && options->prompt_tokens.empty()) {
       exit_code = fail("run: give a prompt with --prompt or --prompt-tokens");

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/memory_plan.h"
 #include "model/decoder_model.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 #include "quantize_at_load.h"
 #include "server/http_server.h"
@@ -75,9 +76,9 @@ Result<EngineOptions> engine_options(const ServeOptions& o) {
   EngineOptions e;
   if (o.max_num_seqs > 0) e.max_num_seqs = o.max_num_seqs;
   if (o.max_num_batched_tokens > 0) e.max_num_batched_tokens = o.max_num_batched_tokens;
-  std::optional<DType> kv = dtype_from_name(o.kv_dtype);
-  if (!kv || (*kv != DType::F32 && *kv != DType::F16 && *kv != DType::BF16))
-    return Status::error(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (f32, f16, bf16)",
+  std::optional<DType> kv = kv_cache_dtype_from_name(o.kv_dtype);
+  if (!kv)
+    return Status::error(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (f32, f16, bf16, fp8, int8)",
                                      o.kv_dtype));
   e.kv_dtype = *kv;
   if (!o.kv_cache_memory.empty()) {
@@ -251,7 +252,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "KV cache size, e.g. 2GiB or 500MiB (default: 40% of the available memory, capped at what "
                   "max-num-seqs full-context sequences use)");
   cmd->add_option("--quantization,-q", o->quantization, kOnlineQuantizationHelp);
-  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype: f32, f16 or bf16")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8 (E4M3) or int8")->capture_default_str();
   cmd->add_option("--max-waiting", o->max_waiting,
                   "Requests admitted but not yet running at most; beyond it the server answers 429 with Retry-After")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

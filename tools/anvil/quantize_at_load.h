@@ -20,7 +20,8 @@ Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& 
 
 // The help text of the flag, shared by both commands.
 inline constexpr const char* kOnlineQuantizationHelp =
-    "Quantize the linear layers at load: fp8, w8a8, w4a16-rtn, q8_0, q4_0 or q4_k (none: off), with options "
-    "after a colon as in w4a16-rtn:g32,asym or fp8:per-tensor (anvil quantize's --group/--asym/--per-tensor)";
+    "Quantize the linear layers at load: fp8, fp8-dynamic (fp8 weights and per-token fp8 activations), w8a8, "
+    "w4a16-rtn, q8_0, q4_0 or q4_k (none: off), with options after a colon as in w4a16-rtn:g32,asym or "
+    "fp8:per-tensor (anvil quantize's --group/--asym/--per-tensor)";
 
 }  // namespace anvil::cli

@@ -37,8 +37,13 @@ int64_t first_visible(int64_t position, int64_t window) {
 }
 
 KvElem kv_elem_of(DType dtype) {
-  assert(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16);
-  return dtype == DType::F16 ? KvElem::F16 : dtype == DType::BF16 ? KvElem::BF16 : KvElem::F32;
+  switch (dtype) {
+    case DType::F16: return KvElem::F16;
+    case DType::BF16: return KvElem::BF16;
+    case DType::F8_E4M3: return KvElem::F8_E4M3;
+    case DType::I8: return KvElem::I8;
+    default: assert(dtype == DType::F32); return KvElem::F32;
+  }
 }
 
 // Cache row of sequence position j.
@@ -153,6 +158,13 @@ void attention_batch(ThreadPool& pool, std::span<const AttentionProblem> problem
       a.values = static_cast<const char*>(p.values) + kv_head * hd * elem_bytes;
       a.kv_stride = p.kv_stride;
       a.kv_elem = kv_elem_of(p.kv_dtype);
+      assert((p.kv_dtype == DType::F8_E4M3 || p.kv_dtype == DType::I8) == (p.key_scales != nullptr));
+      if (p.key_scales != nullptr) {
+        assert(p.value_scales != nullptr);
+        a.key_scales = p.key_scales + kv_head;
+        a.value_scales = p.value_scales + kv_head;
+        a.scale_stride = p.n_kv_heads;
+      }
       a.block_table = p.block_table;
       a.block_size = p.block_size;
       a.head_dim = hd;
@@ -239,6 +251,13 @@ void attention_reference(const AttentionProblem& p) {
       const size_t at = static_cast<size_t>(cache_row(p, j) * p.kv_stride + kv_head * hd) * info.block_bytes;
       info.to_float(static_cast<const char*>(p.keys) + at, keys.data() + j * hd, hd);
       info.to_float(static_cast<const char*>(p.values) + at, values.data() + j * hd, hd);
+      if (p.key_scales != nullptr) {  // F8_E4M3 / I8: codes x the row's scale, as the kernels do
+        const int64_t s = cache_row(p, j) * p.n_kv_heads + kv_head;
+        for (int64_t i = 0; i < hd; ++i) {
+          keys[j * hd + i] *= p.key_scales[s];
+          values[j * hd + i] *= p.value_scales[s];
+        }
+      }
     }
     for (int64_t t = 0; t < p.n_tokens; ++t) {
       const int64_t position = p.first_position + t;

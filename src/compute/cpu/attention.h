@@ -1,5 +1,5 @@
 // Causal (optionally sliding-window) GQA attention over a KV cache (contiguous or paged through a
-// block table; f32, f16 or bf16 rows): flash-style kernels for prefill and split-KV decode, plus
+// block table; f32, f16 or bf16 rows, or fp8 E4M3 / int8 codes with a scale per row and KV head): flash-style kernels for prefill and split-KV decode, plus
 // the plain scalar reference.
 #pragma once
 
@@ -21,7 +21,11 @@ struct AttentionProblem {
   const void* keys;
   const void* values;
   int64_t kv_stride;
-  DType kv_dtype = DType::F32;  // F32, F16 or BF16
+  DType kv_dtype = DType::F32;  // F32, F16, BF16, F8_E4M3 or I8
+  // F8_E4M3 / I8 only: cache row j, KV head k holds codes x key_scales[row(j) * n_kv_heads + k]
+  // (values alike with value_scales). Null for the other dtypes.
+  const float* key_scales = nullptr;
+  const float* value_scales = nullptr;
   // Paged cache: sequence position j lives in cache row block_table[j / block_size] * block_size
   // + j % block_size. nullptr: a contiguous cache, row(j) = j.
   const int32_t* block_table = nullptr;

@@ -3,6 +3,7 @@
 
 #include "compute/cpu/attention_kernels.h"
 #include "core/dtype.h"
+#include "quant/fp8_e4m3.h"
 
 namespace anvil::attention_detail {
 namespace {
@@ -12,6 +13,13 @@ inline void tile_row_from_f16(const uint16_t* src, float* dst, int64_t n) {
 }
 inline void tile_row_from_bf16(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+}
+inline void tile_row_from_e4m3(const uint8_t* src, float scale, float* dst, int64_t n) {
+  const float* decode = e4m3_decode_table();
+  for (int64_t i = 0; i < n; ++i) dst[i] = decode[src[i]] * scale;
+}
+inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
 }
 
 #include "compute/cpu/vector_ops_simd.inc"

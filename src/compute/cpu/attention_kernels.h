@@ -13,7 +13,7 @@ constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Element type of the cache rows (the KV subset of DType, kept local so that this header stays
 // free of other project headers).
-enum class KvElem : int32_t { F32, F16, BF16 };
+enum class KvElem : int32_t { F32, F16, BF16, F8_E4M3, I8 };
 
 // One kernel call: the query heads of one KV head (a GQA group) for n_tokens consecutive tokens,
 // against cache rows [key_begin, key_end) further limited per query by causality and the window.
@@ -26,6 +26,11 @@ struct FlashArgs {
   const void* values;
   int64_t kv_stride;
   KvElem kv_elem;
+  // F8_E4M3 / I8: the scale of cache row r of this KV head at key_scales[r * scale_stride]
+  // (value_scales alike); element = code x scale. Null for the other element types.
+  const float* key_scales;
+  const float* value_scales;
+  int64_t scale_stride;
   // Key (sequence position) j lives in cache row block_table[j / block_size] * block_size +
   // j % block_size; block_table null: row j.
   const int32_t* block_table;

@@ -19,7 +19,8 @@ namespace anvil {
 enum class GemmCompute { F32, BF16, Int8Activations };
 
 // x: (m_tokens, k_in) floats row-major; weight: (n_out, k_in) of any DType; y: (m_tokens, n_out)
-// floats row-major — the same contract as anvil::matmul, so the engine can call any provider.
+// floats row-major — the same contract as anvil::matmul, so the engine can call any provider;
+// that includes rounding x per token first for FP8 W8A8 weights (compute/cpu/matmul_input.h).
 // Providers are shared objects (one instance each in the registry); run() may be called from
 // several threads at once as long as each call has its own pool.
 class GemmProvider {

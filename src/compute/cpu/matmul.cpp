@@ -12,6 +12,7 @@
 
 #include "compute/cpu/gemm_provider.h"
 #include "compute/cpu/gemv.h"
+#include "compute/cpu/matmul_input.h"
 #include "compute/cpu/vector_ops.h"
 #include "quant/scaled_dequant.h"
 
@@ -33,6 +34,7 @@ void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
 
 void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
   const int64_t out = weight.rows(), in = weight.cols();
+  x = matmul_input(pool, weight, x, n_tokens);  // FP8 W8A8: the reference rounds x as every path does
   pool.parallel_for(out, [&](int64_t begin, int64_t end) {
     std::vector<float> row_buffer(weight.dtype == DType::F32 ? 0 : in);
     for (int64_t r = begin; r < end; ++r) {
@@ -55,7 +57,7 @@ void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t
   // a reference to the caller's first.)
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
-  gemv_prepare(weight.dtype, x, n_tokens, in, activations);
+  gemv_prepare(weight.dtype, matmul_input(pool, weight, x, n_tokens), n_tokens, in, activations);
   // Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path.
   constexpr int64_t kRowAlign = 16;
   pool.run([&](int index, int count) {
@@ -85,10 +87,18 @@ GemmProvider* forced_provider() {
 // The provider a prefill-sized call goes to; null: the GEMV kernels.
 static GemmProvider* prefill_provider_for(const Tensor& weight, int64_t n_tokens) {
   if (GemmProvider* forced = forced_provider()) return forced;
-  // I8 (W8A8) runs int8 dot products on the GEMV kernels like the GGML quantized types, and beats
-  // oneDNN's bf16 up to as many tokens. F8_E4M3 and I4 (W8A16, W4A16) multiply f32 activations, as
-  // the float types do: oneDNN's bf16 GEMM wins from the same 16 tokens (`anvil bench kernels
-  // --kernels gemm --tokens 16,32,64 --providers gemv,onednn`).
+  // I8 (W8A8): the int8 GEMM (the GEMV kernels' activation codes and arithmetic, so the same
+  // numbers) where oneDNN's int8 kernels are exact; elsewhere the GEMV kernels, as for the GGML
+  // types, up to kQuantizedGemmMinTokens and oneDNN's bf16 beyond.
+  if (weight.dtype == DType::I8) {
+    static GemmProvider* const int8_gemm = find_gemm_provider("onednn_int8");
+    if (int8_gemm != nullptr && int8_gemm->supports(weight.dtype, n_tokens, weight.rows(), weight.cols()))
+      return n_tokens >= kI8GemmMinTokens ? int8_gemm : nullptr;
+  }
+  // The GGML quantized types run int8 dot products on the GEMV kernels, and beat oneDNN's bf16 up
+  // to as many tokens. F8_E4M3 and I4 (W8A16, W4A16) multiply f32 activations, as the float types
+  // do: oneDNN's bf16 GEMM wins from the same 16 tokens (`anvil bench kernels --kernels gemm
+  // --tokens 16,32,64 --providers gemv,onednn`).
   const bool int8_gemv = dtype_is_ggml_block(weight.dtype) || weight.dtype == DType::I8;
   const int64_t gemm_min = int8_gemv ? kQuantizedGemmMinTokens : kPrefillGemmMinTokens;
   return n_tokens >= gemm_min ? find_gemm_provider("onednn") : nullptr;
@@ -109,6 +119,7 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
   bool fuse = outputs.size() > 1;
   for (const MatmulOutput& o : outputs)
     fuse = fuse && o.weight->dtype == first.dtype && o.weight->cols() == first.cols() &&
+           o.weight->quant.activations == first.quant.activations &&
            prefill_provider_for(*o.weight, n_tokens) == nullptr;
   if (!fuse) {
     for (const MatmulOutput& o : outputs) matmul(pool, *o.weight, x, n_tokens, o.y);
@@ -119,7 +130,7 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
   // and the activation quantization were paid per call).
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
-  gemv_prepare(first.dtype, x, n_tokens, first.cols(), activations);
+  gemv_prepare(first.dtype, matmul_input(pool, first, x, n_tokens), n_tokens, first.cols(), activations);
   int64_t total_rows = 0;
   for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
   constexpr int64_t kRowAlign = 16;

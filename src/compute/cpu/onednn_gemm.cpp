@@ -20,7 +20,11 @@
 #include <tuple>
 
 #include "compute/cpu/matmul.h"
+#include "compute/cpu/matmul_input.h"
+#include "compute/cpu/onednn_engine.h"
+#include "compute/cpu/onednn_int8_gemm.h"
 #include "core/cpu_features.h"
+#include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
 
 // GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*()
@@ -224,6 +228,13 @@ void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
 }
 
+// An F8_E4M3 row's code values, unscaled: exact in bf16 (4 significant bits of its 8).
+void f8_e4m3_values_to_bf16(const uint8_t* src, uint16_t* dst, int64_t n) {
+  if (cpu_features().avx512_bf16) return f8_e4m3_to_bf16_avx512(src, 1.0f, dst, n);
+  const float* value = e4m3_decode_table();
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(value[src[i]]);
+}
+
 }  // namespace
 
 // One weight row to bf16. `row` is k floats of scratch for dtypes without a direct kernel.
@@ -369,8 +380,24 @@ class OneDnnGemm final : public GemmProvider {
     const bool profiling = g_profiling.load(std::memory_order_relaxed);
     cpu_engine();  // AMX permission and engine before any thread touches oneDNN
 
-    // x in the compute type, once per call (shared read-only by all threads).
+    // x in the compute type, once per call (shared read-only by all threads); FP8 W8A8 weights
+    // first round it to E4M3 per token, as every matmul path does. In bf16 they multiply the
+    // E4M3 values of x and W as they are (exact in bf16: exact products, f32 sums, an fp8
+    // GEMM's arithmetic) and each result is scaled by its token's and row's scales afterwards.
+    // Rounding x' = value * s_t and W's value * scale to bf16 instead would perturb each layer's
+    // output, and the next layer's E4M3 rounding amplifies that (codes flip): ~10x W8A16's bf16
+    // error in a model's logits.
     const Clock::time_point t_x = Clock::now();
+    const bool fp8_values = bf16 && weight.dtype == DType::F8_E4M3 && weight.has_scales() &&
+                            weight.quant.activations == ActivationQuant::DynamicPerTokenFp8;
+    const float* token_scales = nullptr;
+    if (fp8_values) {
+      const E4M3Rows rows = matmul_input_e4m3_rows(pool, x, m, k);
+      x = rows.values;
+      token_scales = rows.token_scales;
+    } else {
+      x = matmul_input(pool, weight, x, m);
+    }
     const void* xa = x;
     if (bf16) {
       auto* xb = static_cast<uint16_t*>(t_state.x.get(static_cast<size_t>(m * k) * sizeof(uint16_t)));
@@ -407,8 +434,14 @@ class OneDnnGemm final : public GemmProvider {
             if (w == nullptr) throw std::runtime_error("out of memory for a weight block");
             if (bf16) {
               auto* row_f32 = static_cast<float*>(state.row.get(static_cast<size_t>(k) * sizeof(float)));
-              for (int64_t r = 0; r < rows; ++r)
-                onednn_weight_row_to_bf16(weight, r0 + r, static_cast<uint16_t*>(w) + r * k, row_f32);
+              for (int64_t r = 0; r < rows; ++r) {
+                uint16_t* dst_row = static_cast<uint16_t*>(w) + r * k;
+                if (fp8_values) {
+                  f8_e4m3_values_to_bf16(reinterpret_cast<const uint8_t*>(weight.row(r0 + r)), dst_row, k);
+                } else {
+                  onednn_weight_row_to_bf16(weight, r0 + r, dst_row, row_f32);
+                }
+              }
             } else {
               for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
             }
@@ -425,8 +458,14 @@ class OneDnnGemm final : public GemmProvider {
                                                 {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, dst)},
                                                 {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
           state.stream->wait();
-          for (int64_t t_row = 0; t_row < m; ++t_row)
-            std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
+          for (int64_t t_row = 0; t_row < m; ++t_row) {
+            if (fp8_values) {  // F8_E4M3 scales are per row (QuantScales::group == cols)
+              for (int64_t j = 0; j < rows; ++j)
+                y[t_row * n + r0 + j] = dst[t_row * rows + j] * (token_scales[t_row] * weight.quant.scale[r0 + j]);
+            } else {
+              std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
+            }
+          }
           if (profiling) {
             const Clock::time_point t2 = Clock::now();
             profiles[t].convert_seconds += std::chrono::duration<double>(t1 - t0).count();
@@ -482,9 +521,14 @@ const std::vector<GemmProvider*>& onednn_gemm_providers() {
   static OneDnnGemm auto_provider("onednn", ComputeChoice::Auto);
   static OneDnnGemm bf16_provider("onednn_bf16", ComputeChoice::BF16);
   static OneDnnGemm f32_provider("onednn_f32", ComputeChoice::F32);
-  static const std::vector<GemmProvider*> providers{&auto_provider, &bf16_provider, &f32_provider};
+  static const std::vector<GemmProvider*> providers{&auto_provider, &bf16_provider, &f32_provider,
+                                                    onednn_int8_gemm_provider()};
   return providers;
 }
+
+dnnl::engine& onednn_cpu_engine() { return cpu_engine(); }
+
+bool onednn_debug_enabled() { return debug_enabled(); }
 
 void set_onednn_gemm_block_rows(int64_t rows) { g_block_rows.store(std::max<int64_t>(16, rows)); }
 

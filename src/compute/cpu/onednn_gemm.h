@@ -23,6 +23,7 @@ const char* amx_permission_name(AmxPermission permission);  // "not present", "g
 //                 otherwise; F32 weights always in f32 (no conversion, full precision).
 //   "onednn_bf16" bf16 compute always (needs AVX-512; slow without AVX512_BF16 or AMX).
 //   "onednn_f32"  f32 compute always (weights dequantized to f32).
+//   "onednn_int8" I8 (W8A8) weights only: an integer GEMM (compute/cpu/onednn_int8_gemm.h).
 // Each pool thread takes a contiguous share of output-row blocks, converts a block of W to the
 // compute type in its own scratch and runs a single-threaded oneDNN matmul on it, so exactly
 // pool.thread_count() threads work and no OpenMP team ever runs beside Anvil's pool.

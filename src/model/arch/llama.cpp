@@ -11,7 +11,7 @@ namespace anvil {
 void llama_forward(ThreadPool& pool, const ModelConfig& c, const TransformerWeights& w, const ForwardBatch& batch,
                    const KvStoreView& kv, float* logits) {
   const int64_t n = static_cast<int64_t>(batch.tokens.size());
-  ForwardScratch s(c, n);
+  ForwardScratch& s = thread_forward_scratch(c, n);
 
   for (int64_t t = 0; t < n; ++t) weight_row_to_f32(*w.token_embd, batch.tokens[t], s.hidden.data() + t * c.dim);
 

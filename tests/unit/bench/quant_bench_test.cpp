@@ -62,6 +62,12 @@ TEST(QuantBenchSchemes, ParsesNamesPlainTypesAndOptions) {
   EXPECT_EQ(s[6].label, "q4_k");
   EXPECT_EQ(s[6].quantize.scheme, QuantScheme::Q4_K);
   EXPECT_TRUE(s[7].quantize.per_tensor);
+  Result<std::vector<QuantBenchScheme>> dynamic = parse_quant_bench_schemes("fp8,fp8-dynamic:per-tensor", {});
+  ASSERT_TRUE(dynamic.is_ok()) << dynamic.status().message();
+  ASSERT_EQ(dynamic->size(), 2u);
+  EXPECT_EQ((*dynamic)[1].quantize.scheme, QuantScheme::Fp8Dynamic);
+  EXPECT_TRUE((*dynamic)[1].quantize.per_tensor);
+  EXPECT_EQ((*dynamic)[1].quantize.activations(), ActivationQuant::DynamicPerTokenFp8);
 }
 
 TEST(QuantBenchSchemes, GroupDefaultAppliesToW4EntriesWithoutOne) {

@@ -159,14 +159,19 @@ TEST_P(EngineBatchInvariance, GreedyTokensEqualRunningAlone) {
   }
 }
 
-// tiny-llama: 2 layers x 2 KV heads x 16 dims: 256 bytes per token at f32, 128 at f16.
+// tiny-llama: 2 layers x 2 KV heads x 16 dims: 512 bytes per token at f32, 256 at f16.
+// fp8/int8 (160 bytes per token with their scales): a row's codes and scales depend on that row
+// alone, so batching, prefix hits and preemption leave the greedy tokens as they are alone.
 INSTANTIATE_TEST_SUITE_P(
     Cases, EngineBatchInvariance,
     ::testing::Values(BatchCase{"chunked", 64, true, true, 8 << 20, DType::F16, 0},
                       BatchCase{"whole-prompts", 512, false, true, 8 << 20, DType::F16, 0},
                       BatchCase{"prefix-hits", 96, true, true, 8 << 20, DType::F32, 40},
                       BatchCase{"no-prefix-cache", 96, true, false, 8 << 20, DType::BF16, 40},
-                      BatchCase{"preemption", 128, true, true, 600 * 128, DType::F16, 20}),
+                      BatchCase{"preemption", 128, true, true, 600 * 128, DType::F16, 20},
+                      BatchCase{"fp8-prefix-hits", 96, true, true, 8 << 20, DType::F8_E4M3, 40},
+                      BatchCase{"int8-whole-prompts", 512, false, true, 8 << 20, DType::I8, 0},
+                      BatchCase{"int8-preemption", 128, true, true, 300 * 160, DType::I8, 20}),
     [](const auto& info) {
       std::string n = info.param.name;
       for (char& ch : n) if (ch == '-') ch = '_';

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/kv_block_pool.h"
 #include "model/presets.h"
 #include "test_paths.h"
 
@@ -57,8 +58,11 @@ TEST(MemoryPlan, Llama32_1bGqaKvByHand) {
   EXPECT_EQ(kv_bytes_per_token(c, KvDtype::F16), 32768);  // 2 * 16 * 8 * 64 * 2
   EXPECT_EQ(kv_bytes_per_token(c, KvDtype::BF16), 32768);
   EXPECT_EQ(kv_bytes_per_token(c, KvDtype::F32), 65536);
-  EXPECT_EQ(kv_bytes_per_token(c, KvDtype::Fp8), 16384);
-  EXPECT_EQ(kv_bytes_per_token(c, KvDtype::Int8), 16384);
+  // 1-byte codes plus an f32 scale per layer, K/V and KV head: 16384 + 2 * 16 * 8 * 4.
+  EXPECT_EQ(kv_bytes_per_token(c, KvDtype::Fp8), 17408);
+  EXPECT_EQ(kv_bytes_per_token(c, KvDtype::Int8), 17408);
+  EXPECT_EQ(kv_bytes_per_token(c, DType::F8_E4M3), 17408);
+  EXPECT_EQ(kv_bytes_per_token(c, DType::I8), 17408);
   EXPECT_EQ(kv_bytes_per_token(c, DType::BF16), kv_bytes_per_token(c, KvDtype::BF16));
   EXPECT_EQ(kv_bytes_per_token(c, DType::F32), kv_bytes_per_token(c, KvDtype::F32));
   // Q8_0 rows of 8 * 64 = 512 elements: 16 blocks of 34 bytes.
@@ -182,6 +186,25 @@ TEST(MemoryPlan, ParsesByteSizes) {
     EXPECT_NE(parsed.status().message().find("is not a byte size"), std::string::npos);
   }
   EXPECT_NE(parse_byte_size("24XB").status().message().find("unknown unit 'XB'"), std::string::npos);
+}
+
+// The planner's bytes per token are what the engine's block pool allocates, for every KV dtype
+// (and per rank under tensor parallelism, where the pool holds that rank's heads).
+TEST(MemoryPlan, KvBytesPerTokenMatchTheBlockPool) {
+  for (const char* name : {"llama-3.2-1b", "llama-2-70b", "tiny-llama"})
+    for (KvDtype kv : {KvDtype::F32, KvDtype::F16, KvDtype::BF16, KvDtype::Fp8, KvDtype::Int8}) {
+      const ModelConfig& c = preset_config(name);
+      EXPECT_EQ(kv_bytes_per_token(c, kv) * 16, static_cast<int64_t>(KvBlockPool::block_bytes(c, kv_cache_dtype(kv), 16)))
+          << name << " " << kv_dtype_name(kv);
+      Result<KvBlockPool> pool = KvBlockPool::create(c, kv_cache_dtype(kv), 16, 3);
+      ASSERT_TRUE(pool) << pool.status().message();
+      EXPECT_GE(static_cast<int64_t>(pool->bytes()), 3 * 16 * kv_bytes_per_token(c, kv));
+      EXPECT_LE(static_cast<int64_t>(pool->bytes()), 3 * 16 * kv_bytes_per_token(c, kv) + 64);  // scale alignment
+      EXPECT_EQ(static_cast<int64_t>(pool->view().key_scales.size()),
+                kv == KvDtype::Fp8 || kv == KvDtype::Int8 ? c.n_layers : 0);
+    }
+  EXPECT_EQ(kv_cache_dtype(KvDtype::Fp8), DType::F8_E4M3);
+  EXPECT_EQ(kv_cache_dtype(KvDtype::Int8), DType::I8);
 }
 
 TEST(MemoryPlan, KvDtypeNames) {

@@ -104,7 +104,7 @@ HfQuantization ct(const std::string& format, const std::string& type, int bits, 
   HfQuantization q;
   q.method = HfQuantMethod::CompressedTensors;
   q.format = format;
-  q.groups.push_back({"group_0", bits, type, strategy, group, sym});
+  q.groups.push_back({"group_0", bits, type, strategy, group, sym, {}});
   return q;
 }
 
@@ -359,11 +359,11 @@ TEST(HfQuantized, CompressedTensorsFp8PerTensorAndPerChannel) {
   Entries e;
   e.add("m.weight", "F8_E4M3", {rows, cols}, codes);
   e.add_f32("m.weight_scale", {}, std::vector<float>{0.5f});  // per-tensor, shape ()
-  e.add_f32("m.input_scale", {1}, std::vector<float>{0.1f});  // static activation scale: ignored
   Decoded d = decode(ct("float-quantized", "float", 8, "tensor"), e, rows, cols);
   ASSERT_TRUE(d.result.is_ok()) << d.result.status().message();
   const Tensor& t = **d.result;
   EXPECT_EQ(t.dtype, DType::F8_E4M3);
+  EXPECT_EQ(t.quant.activations, ActivationQuant::None);  // no input_activations: W8A16
   EXPECT_EQ(t.data, e.at("m.weight").data);  // codes stay in the file
   EXPECT_EQ(t.quant.group, cols);
   for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(t.row_scales(r)[0], 0.5f);
@@ -378,6 +378,52 @@ TEST(HfQuantized, CompressedTensorsFp8PerTensorAndPerChannel) {
                "is stored as F8_E4M3 weight, but quantization_config.format is 'int-quantized'");
   e.remove("m.weight_scale");
   expect_error(decode(ct("float-quantized", "float", 8, "channel"), e, rows, cols), "missing tensor m.weight_scale");
+}
+
+// input_activations of FP8 weights: FP8_DYNAMIC sets the weight's activation flag; static scales,
+// dynamic per-tensor scales and int activations are refused naming the layer, never ignored.
+TEST(HfQuantized, CompressedTensorsFp8InputActivations) {
+  const int64_t rows = 2, cols = 4;
+  Entries e;
+  e.add("m.weight", "F8_E4M3", {rows, cols}, std::vector<uint8_t>{0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37});
+  e.add_f32("m.weight_scale", {rows, 1}, std::vector<float>{0.5f, 0.25f});
+  auto with_activations = [](const std::string& type, int bits, const std::string& strategy, const std::string& dynamic) {
+    HfQuantization q = ct("float-quantized", "float", 8, "channel");
+    q.groups[0].input_activations = {true, bits, type, strategy, dynamic};
+    return q;
+  };
+  Decoded dynamic = decode(with_activations("float", 8, "token", "true"), e, rows, cols);
+  ASSERT_TRUE(dynamic.result.is_ok()) << dynamic.result.status().message();
+  EXPECT_EQ((*dynamic.result)->quant.activations, ActivationQuant::DynamicPerTokenFp8);
+  EXPECT_EQ(hf_quantization_info(with_activations("float", 8, "token", "true")).scheme, "fp8-dynamic");
+  EXPECT_EQ(hf_quantization_info(with_activations("float", 8, "token", "true")).activations,
+            ActivationQuant::DynamicPerTokenFp8);
+  EXPECT_EQ(hf_quantization_info(ct("float-quantized", "float", 8, "channel")).scheme, "fp8");
+
+  e.add_f32("m.input_scale", {1}, std::vector<float>{0.1f});
+  expect_error(decode(with_activations("float", 8, "tensor", "false"), e, rows, cols),
+               "m: config group 'group_0' declares input_activations float8 strategy tensor, dynamic false: static "
+               "activation scales (m.input_scale) are not supported");
+  expect_error(decode(with_activations("float", 8, "tensor", "true"), e, rows, cols),
+               "m: config group 'group_0' declares input_activations float8 strategy tensor, dynamic true, which "
+               "anvil does not run");
+  expect_error(decode(with_activations("int", 8, "token", "true"), e, rows, cols), "int8 strategy token");
+  expect_error(decode(with_activations("float", 4, "tensor_group", "local"), e, rows, cols), "dynamic local");
+  // Two FP8 groups that disagree: which one targets this layer is unknown.
+  HfQuantization two = with_activations("float", 8, "token", "true");
+  two.groups.push_back(ct("float-quantized", "float", 8, "channel").groups[0]);
+  two.groups[1].group_name = "group_1";
+  expect_error(decode(two, e, rows, cols), "config groups 'group_0' and 'group_1' both quantize 8-bit float weights "
+                                           "but declare different input_activations");
+  // I8 weights keep their dynamic per-token int8 activations whatever is declared.
+  Entries i8;
+  i8.add("m.weight", "I8", {rows, cols}, std::vector<int8_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  i8.add_f32("m.weight_scale", {rows, 1}, std::vector<float>{0.5f, 0.25f});
+  HfQuantization w8a8 = ct("int-quantized", "int", 8, "channel");
+  w8a8.groups[0].input_activations = {true, 8, "int", "token", "true"};
+  Decoded int8 = decode(w8a8, i8, rows, cols);
+  ASSERT_TRUE(int8.result.is_ok()) << int8.result.status().message();
+  EXPECT_EQ((*int8.result)->quant.activations, ActivationQuant::None);
 }
 
 TEST(HfQuantized, CompressedTensorsInt8ZeroPointsMustBeZero) {
@@ -446,6 +492,18 @@ TEST(HfQuantized, ParsesEachMethod) {
   ASSERT_EQ(ctq->groups.size(), 1u);
   EXPECT_EQ(ctq->groups[0].group_size, 128);
   EXPECT_EQ(hf_quantization_info(*ctq).scheme, "w4a16");
+  EXPECT_FALSE(ctq->groups[0].input_activations.present);
+  auto fp8_dynamic = parse(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups":
+      {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "channel",
+       "dynamic": false, "symmetric": true}, "input_activations": {"num_bits": 8, "type": "float", "strategy": "token",
+       "dynamic": true, "symmetric": true, "observer": null}}}, "ignore": ["lm_head"]})");
+  ASSERT_TRUE(fp8_dynamic.is_ok()) << fp8_dynamic.status().message();
+  const HfCtActivationArgs& acts = fp8_dynamic->groups[0].input_activations;
+  EXPECT_TRUE(acts.present);
+  EXPECT_EQ(acts.type, "float");
+  EXPECT_EQ(acts.strategy, "token");
+  EXPECT_EQ(acts.dynamic, "true");
+  EXPECT_EQ(hf_quantization_info(*fp8_dynamic).scheme, "fp8-dynamic");
   auto dense = parse(R"({"quant_method": "compressed-tensors", "format": "dense", "config_groups": {}})");
   ASSERT_TRUE(dense.is_ok());
   EXPECT_EQ(dense->method, HfQuantMethod::None);
@@ -474,6 +532,8 @@ TEST(HfQuantized, RefusesWhatAnvilCannotLoad) {
   expect(ct_head + R"({"num_bits": 8, "type": "int", "strategy": "channel", "symmetric": false}}}})",
          "asymmetric int8 weights");
   expect(ct_head + R"({"num_bits": 4, "type": "int", "strategy": "group"}}}})", "needs a positive group_size");
+  expect(ct_head + R"({"num_bits": 8, "type": "float"}, "input_activations": {"dynamic": 1}}}})",
+         "field 'config_groups.group_0.input_activations.dynamic' must be true, false or a string");
   expect(R"({"quant_method": "compressed-tensors", "config_groups": {}})", "has no 'format'");
   expect(R"({"quant_method": "compressed-tensors", "format": "marlin-24", "config_groups": {}})",
          "format 'marlin-24' is not supported");

@@ -79,6 +79,8 @@ TEST(QuantizeCheckpoint, EverySchemeQuantizesTheLinearLayersOnly) {
   const std::vector<Case> cases = {
       {options_for(QuantScheme::Fp8), DType::F8_E4M3, 0.04},
       {options_for(QuantScheme::Fp8, 32, false, true), DType::F8_E4M3, 0.04},
+      {options_for(QuantScheme::Fp8Dynamic), DType::F8_E4M3, 0.04},
+      {options_for(QuantScheme::Fp8Dynamic, 32, false, true), DType::F8_E4M3, 0.04},
       {options_for(QuantScheme::W8A8), DType::I8, 0.006},
       {options_for(QuantScheme::W4A16Rtn, 32), DType::I4, 0.1},
       {options_for(QuantScheme::W4A16Rtn, 32, true), DType::I4, 0.1},
@@ -97,8 +99,12 @@ TEST(QuantizeCheckpoint, EverySchemeQuantizesTheLinearLayersOnly) {
     for (const auto& [name, t] : ckpt.tensors) {
       EXPECT_EQ(t.dtype, is_quantized_linear_weight(name) ? c.dtype : DType::F32) << name;
       EXPECT_TRUE(check_quant_scales(t).is_ok()) << check_quant_scales(t).message();
+      // fp8-dynamic is fp8's weights with per-token E4M3 activations.
+      const bool dynamic = c.options.scheme == QuantScheme::Fp8Dynamic && is_quantized_linear_weight(name);
+      EXPECT_EQ(t.quant.activations, dynamic ? ActivationQuant::DynamicPerTokenFp8 : ActivationQuant::None) << name;
     }
     EXPECT_EQ(ckpt.quantization.scheme, quant_scheme_name(c.options.scheme));
+    EXPECT_EQ(ckpt.quantization.activations, c.options.activations());
     EXPECT_FALSE(last_logits(std::make_shared<const Checkpoint>(ckpt)).empty());
   }
 }
@@ -151,7 +157,18 @@ TEST(QuantizeOptions, RefusesOptionsTheSchemeDoesNotTake) {
             std::string::npos);
   EXPECT_NE(error(request("fp8", 64)).find("--group applies to w4a16-rtn and w4a16-gptq only"), std::string::npos);
   EXPECT_NE(error(request("w8a8", {}, true)).find("--asym applies"), std::string::npos);
-  EXPECT_NE(error(request("w8a8", {}, false, true)).find("--per-tensor applies to fp8 only"), std::string::npos);
+  EXPECT_NE(error(request("w8a8", {}, false, true)).find("--per-tensor applies to fp8 and fp8-dynamic only"),
+            std::string::npos);
+  Result<QuantizeOptions> dynamic = make_quantize_options(request("fp8-dynamic", {}, false, true));
+  ASSERT_TRUE(dynamic.is_ok()) << dynamic.status().message();
+  EXPECT_EQ(dynamic->scheme, QuantScheme::Fp8Dynamic);
+  EXPECT_TRUE(dynamic->per_tensor);
+  EXPECT_EQ(dynamic->activations(), ActivationQuant::DynamicPerTokenFp8);
+  EXPECT_EQ(quantization_info(*dynamic).scheme, "fp8-dynamic");
+  EXPECT_EQ(quantization_info(*dynamic).granularity, "per-tensor");
+  EXPECT_EQ(make_quantize_options(request("fp8"))->activations(), ActivationQuant::None);
+  EXPECT_NE(error(request("fp8-dynamic", 64)).find("--group applies to w4a16-rtn and w4a16-gptq only"),
+            std::string::npos);
   EXPECT_NE(error(request("w4a16-rtn", 48)).find("must be 32, 64 or 128"), std::string::npos);
 }
 
@@ -325,7 +342,8 @@ TEST(QuantizeCheckpoint, SmoothQuantFoldsIntoNormsAndQuantizesInt8) {
 TEST(QuantizedGguf, RoundTripKeepsCodesScalesMetadataAndLogits) {
   ThreadPool pool(2);
   const std::string dir = testing::scratch_dir("quantized_gguf");
-  for (const QuantizeOptions& options : {options_for(QuantScheme::Fp8), options_for(QuantScheme::W8A8),
+  for (const QuantizeOptions& options : {options_for(QuantScheme::Fp8), options_for(QuantScheme::Fp8Dynamic),
+                                         options_for(QuantScheme::W8A8),
                                          options_for(QuantScheme::W4A16Rtn, 32, true),
                                          options_for(QuantScheme::W4A16Rtn, 32, false)}) {
     SCOPED_TRACE(quant_scheme_name(options.scheme));
@@ -340,12 +358,14 @@ TEST(QuantizedGguf, RoundTripKeepsCodesScalesMetadataAndLogits) {
     EXPECT_EQ(loaded->quantization.granularity, ckpt->quantization.granularity);
     EXPECT_EQ(loaded->quantization.group_size, ckpt->quantization.group_size);
     EXPECT_EQ(loaded->quantization.symmetric, ckpt->quantization.symmetric);
+    EXPECT_EQ(loaded->quantization.activations, ckpt->quantization.activations);
     for (const auto& [name, t] : ckpt->tensors) {
       const Tensor* l = loaded->find(name);
       ASSERT_NE(l, nullptr) << name;
       EXPECT_EQ(l->dtype, t.dtype);
       EXPECT_EQ(std::memcmp(l->data, t.data, t.nbytes), 0) << name;
       EXPECT_EQ(l->quant.group, t.quant.group);
+      EXPECT_EQ(l->quant.activations, t.quant.activations) << name;
       EXPECT_EQ(l->scale_bytes(), t.scale_bytes());
       if (t.has_scales()) {
         EXPECT_EQ(std::memcmp(l->quant.scale, t.quant.scale, t.rows() * t.scale_groups() * 4), 0) << name;
@@ -356,6 +376,22 @@ TEST(QuantizedGguf, RoundTripKeepsCodesScalesMetadataAndLogits) {
     }
     EXPECT_EQ(last_logits(ckpt), last_logits(std::make_shared<const Checkpoint>(std::move(loaded).value())));
   }
+}
+
+// A file records the activation quantization once for all F8_E4M3 weights: a checkpoint whose
+// weights disagree cannot be written; a record the loader does not know is refused.
+TEST(QuantizedGguf, Fp8DynamicActivationsAreOneRecordPerFile) {
+  ThreadPool pool(1);
+  Checkpoint ckpt = tiny();
+  ASSERT_TRUE(quantize_checkpoint(ckpt, options_for(QuantScheme::Fp8Dynamic), pool).is_ok());
+  ckpt.tensors.at("blk.1.ffn_down.weight").quant.activations = ActivationQuant::None;
+  const std::string path = testing::scratch_dir("quantized_fp8_dynamic") + "/mixed.gguf";
+  const Status status = write_gguf(ckpt, path);
+  ASSERT_FALSE(status.is_ok());
+  EXPECT_NE(status.message().find("(dynamic-per-token-fp8 activations) and blk.1.ffn_down.weight (none) differ in "
+                                  "activation quantization"),
+            std::string::npos)
+      << status.message();
 }
 
 TEST(QuantizedGguf, RopeReorderingMovesScalesWithTheirRows) {

@@ -166,27 +166,7 @@ struct I4Kernel {
   }
 };
 
-template <class K, int T>
-void rows_for_tokens(const GemvArgs& a) {
-  constexpr int R = rows_per_pass<T>();
-  int64_t r = a.row_begin;
-  for (; r + R <= a.row_end; r += R) K::template pass<R, T>(a, r);
-  for (; r < a.row_end; ++r) K::template pass<1, T>(a, r);
-}
-
-template <class K>
-void rows(const GemvArgs& a) {
-  switch (a.n_tokens) {
-    case 1: rows_for_tokens<K, 1>(a); break;
-    case 2: rows_for_tokens<K, 2>(a); break;
-    case 3: rows_for_tokens<K, 3>(a); break;
-    case 4: rows_for_tokens<K, 4>(a); break;
-    case 5: rows_for_tokens<K, 5>(a); break;
-    case 6: rows_for_tokens<K, 6>(a); break;
-    case 7: rows_for_tokens<K, 7>(a); break;
-    default: rows_for_tokens<K, 8>(a); break;
-  }
-}
+#include "compute/cpu/gemv_rows.inc"
 
 }  // namespace
 

@@ -403,28 +403,10 @@ struct I4Kernel {
   }
 };
 
-// Runs K's passes over [row_begin, row_end): R rows at a time, then single rows.
-template <class K, int T>
-void rows_for_tokens(const GemvArgs& a) {
-  constexpr int R = K::template rows_per_pass<T>();
-  int64_t r = a.row_begin;
-  for (; r + R <= a.row_end; r += R) K::template pass<R, T>(a, r);
-  for (; r < a.row_end; ++r) K::template pass<1, T>(a, r);
-}
-
-template <class K>
-void rows(const GemvArgs& a) {
-  switch (a.n_tokens) {
-    case 1: rows_for_tokens<K, 1>(a); break;
-    case 2: rows_for_tokens<K, 2>(a); break;
-    case 3: rows_for_tokens<K, 3>(a); break;
-    case 4: rows_for_tokens<K, 4>(a); break;
-    case 5: rows_for_tokens<K, 5>(a); break;
-    case 6: rows_for_tokens<K, 6>(a); break;
-    case 7: rows_for_tokens<K, 7>(a); break;
-    default: rows_for_tokens<K, 8>(a); break;
-  }
-}
+// Each kernel here has its own K::rows_per_pass; gemv_rows.inc's file-wide default is never used.
+template <int T>
+constexpr int rows_per_pass();
+#include "compute/cpu/gemv_rows.inc"
 
 template <bool kZeros>
 void i4_rows_for_zeros(const GemvArgs& a) {
