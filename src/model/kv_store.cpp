@@ -71,8 +71,8 @@ void quantize_kv_row(DType dtype, const float* src, int64_t n_kv_heads, int64_t 
       const float scale = amax / kE4M3Max;
       const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
       scales[k] = scale;
-      // Not vectorized: a 1B model writes 2 x 16 layers x 512 codes per token, well under 1% of
-      // a decode step (docs/SERVING.md has the measurement).
+      // Scalar (about 2 us per 512-value row): `anvil bench batched` on dummy:llama-3.2-1b spends
+      // 0.7% of its samples (perf) here and in float_to_e4m3, prefill and decode together.
       for (int64_t i = 0; i < head_dim; ++i) out[k * head_dim + i] = float_to_e4m3(x[i] * inv);
     }
   }

@@ -39,19 +39,20 @@ inline void tile_row_from_bf16(const uint16_t* src, float* dst, int64_t n) {
 }
 // E4M3 code c is exactly 2^8 times the fp16 number sign << 15 | (c & 0x7F) << 7, subnormals
 // included (the NaN code reads as 480, but the KV quantizer writes it only into a row whose scale
-// is NaN). x 256 is exact, so the result is the code's value x scale rounded once, as the reference.
+// is NaN). scale x 256 is exact and finite (scale <= FLT_MAX / 448), so each element is the
+// code's value x scale rounded once, bit for bit what the reference computes.
 inline void tile_row_from_e4m3(const uint8_t* src, float scale, float* dst, int64_t n) {
-  const __m256 s = _mm256_set1_ps(scale), k256 = _mm256_set1_ps(256.0f);
+  const __m256 s = _mm256_set1_ps(scale * 256.0f);
   const __m128i mask = _mm_set1_epi16(static_cast<short>(0xBF80));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i));
     const __m128i h = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(codes), 7), mask);
-    _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(h), k256), s));
+    _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtph_ps(h), s));
   }
   for (; i < n; ++i) {
     const unsigned short h = static_cast<unsigned short>((src[i] & 0x80) << 8 | (src[i] & 0x7F) << 7);
-    dst[i] = _cvtsh_ss(h) * 256.0f * scale;
+    dst[i] = _cvtsh_ss(h) * (scale * 256.0f);
   }
 }
 inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t n) {

@@ -36,14 +36,15 @@ inline void tile_row_from_bf16(const uint16_t* src, float* dst, int64_t n) {
 }
 // E4M3 code c is exactly 2^8 times the fp16 number sign << 15 | (c & 0x7F) << 7, subnormals
 // included (the NaN code reads as 480, but the KV quantizer writes it only into a row whose scale
-// is NaN). x 256 is exact, so the result is the code's value x scale rounded once, as the reference.
+// is NaN). scale x 256 is exact and finite (scale <= FLT_MAX / 448), so each element is the
+// code's value x scale rounded once, bit for bit what the reference computes.
 inline void tile_row_from_e4m3(const uint8_t* src, float scale, float* dst, int64_t n) {
-  const __m512 s = _mm512_set1_ps(scale), k256 = _mm512_set1_ps(256.0f);
+  const __m512 s = _mm512_set1_ps(scale * 256.0f);
   const __m256i mask = _mm256_set1_epi16(static_cast<short>(0xBF80));
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
     const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(k, src + i)), 7), mask);
-    _mm512_mask_storeu_ps(dst + i, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(h), k256), s));
+    _mm512_mask_storeu_ps(dst + i, k, _mm512_mul_ps(_mm512_cvtph_ps(h), s));
   }
 }
 inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t n) {
