@@ -3,6 +3,7 @@
 
 #include "core/thread_pool.h"
 #include "model/load_checkpoint.h"
+#include "model/repack_weights.h"
 #include "quant/online_quantization.h"
 #include "quant/quantize_checkpoint.h"
 
@@ -17,6 +18,7 @@ Result<BenchModel> load_bench_model(const std::string& spec, const ProgressCallb
     Result<QuantizeReport> report = quantize_checkpoint(checkpoint, *quantize, pool);
     if (!report) return report.status().with_context(spec + " (" + quantization + ")");
   }
+  repack_weights_for_decode(checkpoint);
   auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint));
   BenchModel loaded;
   ANVIL_ASSIGN_OR_RETURN(loaded.model, DecoderModel::create(shared));

@@ -15,6 +15,7 @@
 #include "compute/cpu/isa.h"
 #include "core/cpu_features.h"
 #include "core/dtype.h"
+#include "model/kv_store.h"
 
 namespace anvil {
 namespace {
@@ -22,11 +23,6 @@ namespace {
 double number(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
-}
-
-std::string lower_case(std::string text) {
-  for (char& ch : text) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return text;
 }
 
 // Seconds and milliseconds from sub-millisecond (tiny models) to minutes (long prompts on a CPU):
@@ -141,7 +137,7 @@ nlohmann::json engine_options_json(const EngineOptions& o, int64_t kv_cache_capa
   return {{"max_num_seqs", o.max_num_seqs},
           {"max_num_batched_tokens", o.max_num_batched_tokens},
           {"block_size", o.block_size},
-          {"kv_dtype", lower_case(dtype_name(o.kv_dtype))},  // as --kv-dtype spells it
+          {"kv_dtype", kv_cache_dtype_name(o.kv_dtype)},  // as --kv-dtype spells it
           {"kv_cache_bytes", o.kv_cache_bytes},
           {"kv_cache_memory_fraction", o.kv_cache_bytes > 0 ? 0.0 : o.kv_cache_memory_fraction},
           {"kv_cache_capacity_tokens", kv_cache_capacity_tokens},

@@ -13,6 +13,7 @@
 #include <new>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "compute/cpu/attention.h"
 #include "compute/cpu/gemm_provider.h"
@@ -22,6 +23,7 @@
 #include "compute/cpu/vector_ops.h"
 #include "core/tensor.h"
 #include "quant/fp8.h"
+#include "quant/ggml_panels.h"
 #include "quant/int4_rtn.h"
 #include "quant/int8_w8a8.h"
 
@@ -139,6 +141,7 @@ struct WeightCopies {
 int64_t bench_i4_group(int64_t cols) { return cols % 128 == 0 ? 128 : cols % 64 == 0 ? 64 : 32; }
 bool bench_can_quantize(DType dtype, int64_t cols) {
   if (dtype == DType::I4) return cols % 32 == 0;
+  if (dtype_is_panels(dtype)) return true;  // quantized as their GGML type, then repacked
   return dtype == DType::F8_E4M3 || dtype == DType::I8 || dtype_info(dtype).from_float != nullptr;
 }
 Result<QuantizedMatrix> quantize_scaled(ThreadPool& pool, DType dtype, const float* w, int64_t rows, int64_t cols) {
@@ -154,6 +157,20 @@ Result<QuantizedMatrix> quantize_scaled(ThreadPool& pool, DType dtype, const flo
 // quantizers tens of seconds), copies the matrix, then makes every page distinct.
 WeightCopies make_weights(ThreadPool& pool, DType dtype, const MatrixShape& shape, size_t working_set,
                           uint64_t seed) {
+  if (dtype_is_panels(dtype)) {
+    // The GGML type's copies (distinct pages), each repacked in place through one scratch matrix,
+    // as repack_weights_for_decode does at load.
+    WeightCopies w = make_weights(pool, ggml_dtype_of_panels(dtype), shape, working_set, seed);
+    std::vector<std::byte> scratch(w.tensors.front().nbytes);
+    for (Tensor& t : w.tensors) {
+      std::memcpy(scratch.data(), t.data, t.nbytes);
+      pool.parallel_for((shape.rows + kPanelRows - 1) / kPanelRows, [&](int64_t begin, int64_t end) {
+        repack_to_panels(t.dtype, scratch.data(), shape.rows, shape.cols, begin, end, const_cast<std::byte*>(t.data));
+      });
+      t.dtype = dtype;
+    }
+    return w;
+  }
   const DTypeInfo& info = dtype_info(dtype);
   const size_t row_bytes = dtype_bytes(dtype, shape.cols);
   const size_t matrix_bytes = row_bytes * static_cast<size_t>(shape.rows);
@@ -644,8 +661,10 @@ Result<std::vector<std::string>> parse_kernel_list(const std::string& text) {
 Result<std::vector<DType>> parse_dtype_list(const std::string& text) {
   std::vector<DType> dtypes;
   for (const std::string& name : split_list(text)) {
-    std::optional<DType> d = dtype_from_name(name);
-    if (!d) return Status::error("unknown dtype '" + name + "' (known: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, f8_e4m3, i8, i4)");
+    std::optional<DType> d = dtype_from_name(name, /*panels=*/true);
+    if (!d)
+      return Status::error("unknown dtype '" + name +
+                           "' (known: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, f8_e4m3, i8, i4, q8_0_r4, q4_0_r4)");
     dtypes.push_back(*d);
   }
   if (dtypes.empty()) return Status::error("empty dtype list");

@@ -16,6 +16,7 @@
 #include "core/quant_scales.h"
 #include "eval/logprob_file.h"
 #include "model/convert_dtype.h"
+#include "model/repack_weights.h"
 #include "quant/online_quantization.h"
 #include "quant/quantize_checkpoint.h"
 #include "tokenizer/tokenizer.h"
@@ -394,6 +395,7 @@ Result<QuantizedVariant> quantize_variant(const std::shared_ptr<const Checkpoint
     checkpoint->storage.insert(checkpoint->storage.end(), subset.storage.begin(), subset.storage.end());
   }
   checkpoint->quantization = scheme.plain ? QuantizationInfo{} : quantization_info(scheme.quantize);
+  repack_weights_for_decode(*checkpoint, pool.thread_count());  // measured as inference runs it
   variant.checkpoint = std::move(checkpoint);
   variant.seconds = seconds_since(start);
   return variant;

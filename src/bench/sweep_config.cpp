@@ -13,6 +13,7 @@
 #include "bench/sweep_config_file.h"
 #include "bench/sweep_placeholders.h"
 #include "core/dtype.h"
+#include "model/kv_store.h"
 #include "quant/online_quantization.h"
 
 namespace anvil {
@@ -224,8 +225,8 @@ Result<SweepGroup> parse_group(const json& v, const std::string& where, const st
                                                              [](const json& x, const std::string& w) -> Result<std::string> {
       ANVIL_ASSIGN_OR_RETURN(std::string s, to_text(x, w));
       s = lower(s);
-      if (s != "f32" && s != "f16" && s != "bf16")
-        return bad(w, fmt::format("'{}' is not a KV cache dtype the engine runs (f32, f16, bf16)", s));
+      if (!kv_cache_dtype_from_name(s))
+        return bad(w, fmt::format("'{}' is not a KV cache dtype the engine runs (f32, f16, bf16, fp8, int8)", s));
       return s;
     }));
   }

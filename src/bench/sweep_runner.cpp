@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
+#include "model/kv_store.h"
 
 namespace anvil {
 namespace {
@@ -68,8 +69,8 @@ Result<Measurement> measure_in_process(const SweepRun& run, ModelCache& models, 
                                     begin_phase(options, "loading " + run.model_spec, true)));
   EngineOptions engine_options;
   engine_options.max_num_seqs = run.max_batch;
-  std::optional<DType> kv = dtype_from_name(run.kv_dtype);
-  if (!kv) return Status::error(fmt::format("unknown KV cache dtype '{}'", run.kv_dtype));
+  std::optional<DType> kv = kv_cache_dtype_from_name(run.kv_dtype);
+  if (!kv) return Status::error(fmt::format("unknown KV cache dtype '{}' (f32, f16, bf16, fp8, int8)", run.kv_dtype));
   engine_options.kv_dtype = *kv;
   ANVIL_RETURN_IF_ERROR(engine_options.validate());
 

@@ -9,6 +9,7 @@
 
 #include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
+#include "quant/ggml_panels.h"
 #include "quant/int4_codes.h"
 
 namespace anvil {
@@ -59,6 +60,10 @@ const std::array<DTypeInfo, static_cast<size_t>(DType::Count)> kDTypeTable = {{
     {DType::F8_E4M3, "F8_E4M3", 1, 1, kAnvilGgmlTypeF8E4M3, f8_e4m3_codes_to_float, nullptr, true},
     {DType::I8, "I8", 1, 1, kGgmlTypeI8, i8_codes_to_float, nullptr, true},
     {DType::I4, "I4", 2, 1, kAnvilGgmlTypeI4, i4_codes_to_float, nullptr, true},
+    // to_float of a panel layout decodes a one-row tensor (a panel of one row is that row's
+    // blocks reordered); there is no quantizer: repack_to_panels makes them from GGML blocks.
+    {DType::Q8_0_R4, "Q8_0_R4", kQK8_0, sizeof(BlockQ8_0), 8, dequantize_row_q8_0_r4, nullptr, false},
+    {DType::Q4_0_R4, "Q4_0_R4", kQK4_0, sizeof(BlockQ4_0), 2, dequantize_row_q4_0_r4, nullptr, false},
 }};
 
 // ggml's type ids and names, including types anvil cannot read, for error messages.
@@ -75,7 +80,7 @@ const DTypeInfo& dtype_info(DType dtype) { return kDTypeTable[static_cast<size_t
 
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
   for (const DTypeInfo& info : kDTypeTable)
-    if (info.ggml_type == ggml_type) return info.dtype;
+    if (info.ggml_type == ggml_type && !dtype_is_panels(info.dtype)) return info.dtype;
   return std::nullopt;
 }
 
@@ -85,11 +90,11 @@ std::string ggml_type_name(uint32_t ggml_type) {
   return "type " + std::to_string(ggml_type);
 }
 
-std::optional<DType> dtype_from_name(const std::string& name) {
+std::optional<DType> dtype_from_name(const std::string& name, bool panels) {
   std::string upper = name;
   std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
   for (const DTypeInfo& info : kDTypeTable)
-    if (upper == info.name) return info.dtype;
+    if (upper == info.name && (panels || !dtype_is_panels(info.dtype))) return info.dtype;
   return std::nullopt;
 }
 

@@ -124,6 +124,8 @@ uint32_t file_type_for(DType dtype) {
     case DType::F8_E4M3:
     case DType::I8:
     case DType::I4: return 1024;
+    case DType::Q8_0_R4:  // refused by check_tensor: never written
+    case DType::Q4_0_R4:
     case DType::Count: break;
   }
   return 0;
@@ -198,6 +200,9 @@ Status validate_tensor(const std::string& path, const Tensor& t) {
   for (int64_t d : t.shape)
     if (d <= 0) return Status::error(what + " has shape " + t.shape_string());
   const DTypeInfo& info = dtype_info(t.dtype);
+  if (dtype_is_panels(t.dtype))
+    return Status::error(what + " is in " + info.name +
+                         ", the decode kernels' in-memory layout; write the checkpoint as loaded, before repacking");
   if (t.shape.back() % info.block_elems != 0)
     return Status::error(what + " has rows of " + std::to_string(t.shape.back()) + " elements, not a multiple of the " +
                          info.name + " block size");

@@ -15,6 +15,7 @@
 #include "compute/cpu/isa.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "quant/ggml_panels.h"
 
 namespace anvil {
 namespace {
@@ -45,6 +46,8 @@ bool is_float(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 |
 std::vector<int64_t> widths(DType dtype) {
   if (is_float(dtype)) return {67, 200};
   // 32-blocks: 3, 7, 8 and 11 blocks (the AVX-512 Q8_0/Q4_0 kernels take 4 at a time, then 2, then 1).
+  // Panels: 3 and 11 blocks (one partial superblock), 16 (one whole), 33 (two whole + 1 block).
+  if (dtype_is_panels(dtype)) return {96, 352, 512, 1056};
   if (dtype_info(dtype).block_elems == 32) return {96, 224, 256, 352};
   return {256, 768};
 }
@@ -55,7 +58,15 @@ struct Weights {
   Tensor tensor;
 };
 
+// Panel dtypes: quantized as their GGML type, then repacked (as at load).
 Weights make_weights(DType dtype, int64_t rows, int64_t k, std::mt19937& rng) {
+  if (dtype_is_panels(dtype)) {
+    Weights w = make_weights(ggml_dtype_of_panels(dtype), rows, k, rng);
+    const std::vector<std::byte> rows_bytes = w.bytes;
+    repack_to_panels(ggml_dtype_of_panels(dtype), rows_bytes.data(), rows, k, 0, (rows + 3) / 4, w.bytes.data());
+    w.tensor.dtype = dtype;
+    return w;
+  }
   const DTypeInfo& info = dtype_info(dtype);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> values(rows * k);
@@ -146,7 +157,8 @@ TEST(Gemv, EveryDtypePathTokensShapeAndThreadCountMatchesReference) {
   const std::vector<Path> paths = available_paths();
   std::printf("%-6s %-14s %12s %12s %10s  (max over tokens {1,2,3,8,11}, widths, threads {1,2})\n", "dtype", "path",
               "err_gauss", "err_outlier", "err/bound");
-  for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K,
+                      DType::Q8_0_R4, DType::Q4_0_R4}) {
     // 13 rows: not a multiple of any kernel's row blocking (4, 2), and uneven across 2 threads.
     std::vector<Weights> weights;
     for (int64_t k : widths(dtype)) weights.push_back(make_weights(dtype, 13, k, rng));
@@ -173,7 +185,7 @@ TEST(Gemv, EveryDtypePathTokensShapeAndThreadCountMatchesReference) {
               worst[outliers].bound_ratio = std::max(worst[outliers].bound_ratio, o.bound_ratio);
             }
           }
-      std::printf("%-6s %-14s %12.3e %12.3e %10.3f\n", dtype_name(dtype), path.name.c_str(), worst[0].normalized_error,
+      std::printf("%-7s %-14s %12.3e %12.3e %10.3f\n", dtype_name(dtype), path.name.c_str(), worst[0].normalized_error,
                   worst[1].normalized_error, std::max(worst[0].bound_ratio, worst[1].bound_ratio));
     }
   }
@@ -184,7 +196,8 @@ TEST(Gemv, EveryDtypePathTokensShapeAndThreadCountMatchesReference) {
 // so they agree far more tightly than either agrees with the float reference.
 TEST(Gemv, SimdPathsAgreeWithScalarPath) {
   std::mt19937 rng(11);
-  for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K,
+                      DType::Q8_0_R4, DType::Q4_0_R4}) {
     const int64_t k = widths(dtype).back(), rows = 9, n_tokens = 3;
     const Weights w = make_weights(dtype, rows, k, rng);
     const std::vector<float> x = make_activations(n_tokens, k, rng);
@@ -210,7 +223,7 @@ TEST(Gemv, SimdPathsAgreeWithScalarPath) {
 TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
   std::mt19937 rng(3);
   const std::vector<float> x = make_activations(3, 512, rng);
-  for (DType dtype : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType dtype : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q8_0_R4, DType::Q4_0_R4}) {
     std::vector<GemvActivations> prepared;
     for (const Path& path : available_paths()) {
       set_isa_cap(path.cap, path.subfeatures);
@@ -226,6 +239,9 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
       EXPECT_TRUE(prepared[p].q_grouped == prepared[0].q_grouped) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].scale_grouped == prepared[0].scale_grouped) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].bias_grouped == prepared[0].bias_grouped) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].q_panel == prepared[0].q_panel) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].scale_panel == prepared[0].scale_panel) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].bias_panel == prepared[0].bias_panel) << dtype_name(dtype);
     }
   }
 }
@@ -234,7 +250,7 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
 // the row-blocked passes give each token exactly what it gets alone.
 TEST(Gemv, ManyTokensOverManyRowBlocksEqualOneTokenAtATime) {
   std::mt19937 rng(5);
-  for (DType dtype : {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+  for (DType dtype : {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q8_0_R4, DType::Q4_0_R4}) {
     const int64_t k = 2048, rows = 700, n_tokens = 21;
     const Weights w = make_weights(dtype, rows, k, rng);
     const std::vector<float> x = make_activations(n_tokens, k, rng);

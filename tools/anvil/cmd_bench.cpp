@@ -17,6 +17,7 @@
 #include "core/progress.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
+#include "model/repack_weights.h"
 
 namespace anvil::cli {
 namespace {
@@ -33,6 +34,7 @@ int bench_model(const BenchModelOptions& options) {
   Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  repack_weights_for_decode(*checkpoint, options.threads);
   auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared);
   if (!model) return fail(model.status().message());

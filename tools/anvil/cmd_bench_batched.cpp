@@ -15,6 +15,7 @@
 #include "model/decoder_model.h"
 #include "model/kv_store.h"
 #include "model/load_checkpoint.h"
+#include "model/repack_weights.h"
 
 namespace anvil::cli {
 namespace {
@@ -54,6 +55,7 @@ int bench_batched(const BatchedCliOptions& cli) {
   Result<Checkpoint> checkpoint = load_checkpoint(cli.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  repack_weights_for_decode(*checkpoint, cli.threads);
   auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared);
   if (!model) return fail(model.status().message());

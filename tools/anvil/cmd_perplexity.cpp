@@ -22,6 +22,7 @@
 #include "eval/perplexity.h"
 #include "model/decoder_model.h"
 #include "model/load_checkpoint.h"
+#include "model/repack_weights.h"
 #include "quant/calibration.h"
 #include "tokenizer/tokenizer.h"
 
@@ -319,6 +320,7 @@ int perplexity_command(const PerplexityOptions& options) {
   Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  repack_weights_for_decode(*checkpoint, options.threads);
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
   if (!model) return fail(model.status().message());

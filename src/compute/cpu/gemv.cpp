@@ -72,9 +72,40 @@ void prepare_permuted(DType weight_dtype, const float* x, int64_t n_tokens, int6
   }
 }
 
+// GemvActivations' panel layout, from the per-block codes, lane scales and lane biases.
+void prepare_panels(int64_t n_tokens, int64_t k, GemvActivations& out) {
+  const int64_t blocks = k / kBlock, superblocks = panel_superblocks(k);
+  out.q_panel.assign(n_tokens * superblocks * 512, 0);
+  out.scale_panel.assign(n_tokens * superblocks * 16, 0.0f);
+  out.bias_panel.assign(n_tokens * superblocks * 16, 0);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t block = t * blocks + b, lane = (t * superblocks + b / 16) * 16 + b % 16;
+      const int8_t* q = out.q.data() + block * kBlock;
+      int8_t* panel = out.q_panel.data() + (t * superblocks + b / 16) * 512 + 4 * (b % 16);
+      for (int w = 0; w < 8; ++w) std::memcpy(panel + 64 * w, q + 4 * w, 4);
+      out.scale_panel[lane] = out.scale[block * kLanesPerBlock];
+      int32_t bias = 0;
+      for (int m = 0; m < kLanesPerBlock; ++m) bias += out.bias[block * kLanesPerBlock + m];
+      out.bias_panel[lane] = bias;
+    }
+  }
+}
+
 }  // namespace
 
 bool gemv_supports(DType weight_dtype) { return scalar_kernel(weight_dtype) != nullptr; }
+
+bool gemv_prefers_panels(DType ggml_dtype) {
+#if defined(__x86_64__)
+  if (ggml_dtype != DType::Q8_0 && ggml_dtype != DType::Q4_0) return false;
+  return active_isa() >= Isa::Avx512 &&
+         avx512_panel_kernel(ggml_dtype == DType::Q8_0 ? DType::Q8_0_R4 : DType::Q4_0_R4, isa_has_avx512_vnni()) != nullptr;
+#else
+  (void)ggml_dtype;
+  return false;
+#endif
+}
 
 void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out) {
   assert(k % dtype_info(weight_dtype).block_elems == 0);
@@ -147,6 +178,13 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
     out.scale_grouped.clear();
     out.bias_grouped.clear();
   }
+  if (dtype_is_panels(weight_dtype)) {
+    prepare_panels(n_tokens, k, out);
+  } else {
+    out.q_panel.clear();
+    out.scale_panel.clear();
+    out.bias_panel.clear();
+  }
 }
 
 // Weight bytes per row block when several token passes share it: well inside L2.
@@ -164,7 +202,10 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
   // pass. F8_E4M3 and I4 kernels take at most 4 tokens a call: their f32 activations of more
   // tokens no longer fit in L1 beside the weights of a pass (and 3 accumulators per row and token
   // would not fit the registers).
-  const int64_t max_tokens = weight.dtype == DType::F8_E4M3 || weight.dtype == DType::I4 ? 4 : kMaxTokens;
+  // Panel kernels take 4 too (a 4-row pass keeps 8 unpacked code vectors and 4 x T accumulators in
+  // registers).
+  const int64_t max_tokens =
+      weight.dtype == DType::F8_E4M3 || weight.dtype == DType::I4 || dtype_is_panels(weight.dtype) ? 4 : kMaxTokens;
   const int64_t block_rows =
       x.n_tokens <= max_tokens ? row_end - row_begin
                                : std::max<int64_t>(16, (kGemvRowBlockBytes / std::max<int64_t>(1, weight.row_bytes())) / 16 * 16);
@@ -173,6 +214,7 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
       GemvArgs args{};
       args.w = weight.data;
       args.row_bytes = weight.row_bytes();
+      args.rows = weight.rows();
       args.k = k;
       args.n_tokens = static_cast<int>(std::min<int64_t>(max_tokens, x.n_tokens - t0));
       args.wscale = weight.quant.scale;
@@ -195,6 +237,12 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
           args.xq_grouped = x.q_grouped.data() + t0 * k;
           args.xscale_grouped = x.scale_grouped.data() + t0 * groups * 16;
           args.xbias_grouped = x.bias_grouped.data() + t0 * groups * 16;
+        }
+        if (!x.q_panel.empty()) {
+          const int64_t superblocks = panel_superblocks(k);
+          args.xq_panel = x.q_panel.data() + t0 * superblocks * 512;
+          args.xscale_panel = x.scale_panel.data() + t0 * superblocks * 16;
+          args.xbias_panel = x.bias_panel.data() + t0 * superblocks * 16;
         }
       }
       args.row_begin = r0;

@@ -32,6 +32,10 @@ struct GemvArgs {
                                   // in xbias one int32 per token: -128 * the sum of its codes)
   const float* xf_permuted;       // F8_E4M3 and I4: xf in the order their AVX-512 kernels unpack
                                   // codes (GemvActivations::f32_permuted), stride k
+  const int8_t* xq_panel;         // Q8_0_R4/Q4_0_R4 (GemvActivations::q_panel), stride superblocks*512
+  const float* xscale_panel;      // stride superblocks*16
+  const int32_t* xbias_panel;     // stride superblocks*16
+  int64_t rows;                   // the weight's rows (panel geometry)
   // Scaled weights (F8_E4M3, I8, I4; core/quant_scales.h): row r's scales (and zero points)
   // start at r * (k / wgroup); wgroup == k for F8_E4M3 and I8 (one scale per row).
   const float* wscale;
@@ -46,8 +50,18 @@ using GemvKernel = void (*)(const GemvArgs& args);
 
 // Unsigned-code offset of each quantized dtype (see GemvActivations::bias).
 constexpr int32_t weight_code_offset(DType dtype) {
-  return dtype == DType::Q8_0 ? 128 : dtype == DType::Q4_0 ? 8 : dtype == DType::Q6_K ? 32 : 0;
+  switch (dtype) {
+    case DType::Q8_0:
+    case DType::Q8_0_R4: return 128;
+    case DType::Q4_0:
+    case DType::Q4_0_R4: return 8;
+    case DType::Q6_K: return 32;
+    default: return 0;
+  }
 }
+
+// Superblocks of kPanelBlocks (16) blocks per token row of the panel activations (the last padded).
+constexpr int64_t panel_superblocks(int64_t k) { return (k / kBlock + 15) / 16; }
 
 // Kernels per ISA; null where that ISA has no kernel for the dtype (the dispatcher falls back).
 GemvKernel scalar_kernel(DType dtype);
@@ -56,6 +70,9 @@ GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi);
 // The scaled types' kernels (arch/x86/gemv_scaled_*.cpp), consulted by the two above.
 GemvKernel avx2_scaled_kernel(DType dtype);
 GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi);
+// The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 (with or without VNNI),
+// Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
+GemvKernel avx512_panel_kernel(DType dtype, bool vnni);
 
 // Quantizes n_blocks blocks of 32 floats into codes, per-lane scales and biases (and, when
 // min_term is non-null, the Q4_K min terms per 8 blocks). Identical results on every ISA.

@@ -2,10 +2,12 @@
 // kernel reproduces (same int8 activation codes, exact integer block dots, float scaling).
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "compute/cpu/gemv_kernels.h"
 #include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
+#include "quant/ggml_panels.h"
 #include "quant/int4_codes.h"
 
 namespace anvil::gemv_detail {
@@ -73,14 +75,29 @@ void q32_rows(const GemvArgs& a, CodeFn code) {
   }
 }
 
-void q8_0_rows(const GemvArgs& a) {
-  q32_rows<BlockQ8_0>(a, [](const BlockQ8_0& b, int i) { return static_cast<int32_t>(b.qs[i]); });
+int32_t q8_0_code(const BlockQ8_0& b, int i) { return static_cast<int32_t>(b.qs[i]); }
+int32_t q4_0_code(const BlockQ4_0& b, int i) {
+  return static_cast<int32_t>(i < 16 ? (b.qs[i] & 0x0F) : (b.qs[i - 16] >> 4)) - 8;
 }
-void q4_0_rows(const GemvArgs& a) {
-  q32_rows<BlockQ4_0>(a, [](const BlockQ4_0& b, int i) {
-    return static_cast<int32_t>(i < 16 ? (b.qs[i] & 0x0F) : (b.qs[i - 16] >> 4)) - 8;
-  });
+void q8_0_rows(const GemvArgs& a) { q32_rows<BlockQ8_0>(a, q8_0_code); }
+void q4_0_rows(const GemvArgs& a) { q32_rows<BlockQ4_0>(a, q4_0_code); }
+
+// Panels (Q8_0_R4, Q4_0_R4): each row's GGML blocks gathered back, then the arithmetic above.
+template <typename Block, typename CodeFn>
+void q32_panel_rows(const GemvArgs& a, DType panel_dtype, CodeFn code) {
+  std::vector<Block> blocks(static_cast<size_t>(a.k / kBlock));
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    panel_row_to_blocks(panel_dtype, a.w, a.rows, a.k, r, reinterpret_cast<std::byte*>(blocks.data()));
+    GemvArgs one = a;
+    one.w = reinterpret_cast<const std::byte*>(blocks.data());
+    one.row_begin = 0;
+    one.row_end = 1;
+    one.y = a.y + r;
+    q32_rows<Block>(one, code);
+  }
 }
+void q8_0_r4_rows(const GemvArgs& a) { q32_panel_rows<BlockQ8_0>(a, DType::Q8_0_R4, q8_0_code); }
+void q4_0_r4_rows(const GemvArgs& a) { q32_panel_rows<BlockQ4_0>(a, DType::Q4_0_R4, q4_0_code); }
 
 // Q4_K: per 32-element sub-block j, w = d*sc_j*u - dmin*m_j with u in [0, 15].
 void q4_k_rows(const GemvArgs& a) {
@@ -209,6 +226,8 @@ GemvKernel scalar_kernel(DType dtype) {
     case DType::F8_E4M3: return f8_e4m3_rows;
     case DType::I8: return i8_rows;
     case DType::I4: return i4_rows;
+    case DType::Q8_0_R4: return q8_0_r4_rows;
+    case DType::Q4_0_R4: return q4_0_r4_rows;
     default: return nullptr;
   }
 }

@@ -14,12 +14,13 @@
 #include "compute/cpu/gemv.h"
 #include "compute/cpu/matmul_input.h"
 #include "compute/cpu/vector_ops.h"
+#include "quant/ggml_panels.h"
 #include "quant/scaled_dequant.h"
 
 namespace anvil {
 
 void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
-  const std::byte* src = weight.row(row);
+  const std::byte* src = dtype_is_panels(weight.dtype) ? nullptr : weight.row(row);
   const int64_t cols = weight.cols();
   switch (weight.dtype) {
     case DType::F32: std::memcpy(dst, src, cols * sizeof(float)); break;
@@ -28,6 +29,15 @@ void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
     case DType::F8_E4M3:
     case DType::I8:
     case DType::I4: dequantize_scaled_row(weight, row, dst); break;
+    case DType::Q8_0_R4:
+    case DType::Q4_0_R4: {  // panels: the row's blocks gathered back first
+      thread_local std::vector<std::byte> blocks;
+      const DType ggml = ggml_dtype_of_panels(weight.dtype);
+      blocks.resize(dtype_bytes(ggml, cols));
+      panel_row_to_blocks(weight.dtype, weight.data, weight.rows(), cols, row, blocks.data());
+      dtype_info(ggml).to_float(blocks.data(), dst, cols);
+      break;
+    }
     default: dtype_info(weight.dtype).to_float(src, dst, cols); break;
   }
 }

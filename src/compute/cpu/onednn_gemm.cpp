@@ -18,6 +18,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "compute/cpu/matmul.h"
 #include "compute/cpu/matmul_input.h"
@@ -26,6 +27,7 @@
 #include "core/cpu_features.h"
 #include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
+#include "quant/ggml_panels.h"
 
 // GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*()
 // placeholders once inlined into target-attributed functions; the warning is about the header.
@@ -161,6 +163,65 @@ ANVIL_TARGET_BF16 void q4_0_to_bf16_avx512(const void* src, uint16_t* dst, int64
   }
 }
 
+// Panels (quant/ggml_panels.h): per whole superblock, the row's 4 (Q4_0) or 2 x 4 (Q8_0) code
+// vectors are transposed back into the 16 blocks' code runs (lane j of vectors 0..3 is block j's
+// 16 bytes), rebuilt as GGML blocks on the stack and converted by the row converters above; a last
+// partial superblock gathers its blocks one by one.
+ANVIL_TARGET_BF16 inline void transpose_code_lanes(const std::byte* vectors, bool flip, uint8_t (*out)[64]) {
+  __m512i c[4];
+  for (int v = 0; v < 4; ++v) {
+    c[v] = _mm512_loadu_si512(vectors + 64 * v);
+    if (flip) c[v] = _mm512_xor_si512(c[v], _mm512_set1_epi8(static_cast<char>(0x80)));  // Q8_0: back to signed
+  }
+  const __m512i t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpackhi_epi32(c[0], c[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(c[2], c[3]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
+  // out[m]'s 128-bit lane L: block 4L + m's bytes from vectors 0..3.
+  _mm512_store_si512(out[0], _mm512_unpacklo_epi64(t0, t2));
+  _mm512_store_si512(out[1], _mm512_unpackhi_epi64(t0, t2));
+  _mm512_store_si512(out[2], _mm512_unpacklo_epi64(t1, t3));
+  _mm512_store_si512(out[3], _mm512_unpackhi_epi64(t1, t3));
+}
+
+ANVIL_TARGET_BF16 void panels_to_bf16_avx512(const Tensor& weight, int64_t r, uint16_t* dst) {
+  const bool q8 = weight.dtype == DType::Q8_0_R4;
+  const DType ggml = ggml_dtype_of_panels(weight.dtype);
+  const int64_t k = weight.cols(), blocks = k / kQK4_0, rows = weight.rows();
+  const size_t code_bytes = q8 ? sizeof(BlockQ8_0::qs) : sizeof(BlockQ4_0::qs), block_bytes = code_bytes + 2;
+  const int64_t panel = r / kPanelRows, i = r % kPanelRows, nr = std::min(kPanelRows, rows - panel * kPanelRows);
+  const std::byte* base = weight.data + static_cast<size_t>(panel * kPanelRows * blocks) * block_bytes;
+  alignas(64) std::byte rebuilt[kPanelBlocks * sizeof(BlockQ8_0)];
+  alignas(64) uint8_t lanes[8][64];
+  for (int64_t s = 0; s * kPanelBlocks < blocks; ++s) {
+    const int64_t nb = std::min(kPanelBlocks, blocks - s * kPanelBlocks);
+    if (nb == kPanelBlocks) {
+      const std::byte* step = base + static_cast<size_t>(s * nr * kPanelBlocks) * block_bytes;
+      const std::byte* codes = step + static_cast<size_t>(i * kPanelBlocks) * code_bytes;
+      const std::byte* scales = step + static_cast<size_t>(nr * kPanelBlocks) * code_bytes + i * kPanelBlocks * 2;
+      const int halves = q8 ? 2 : 1;  // Q8_0: vectors 4..7 hold bytes 16..31
+      for (int h = 0; h < halves; ++h) transpose_code_lanes(codes + 256 * h, q8, lanes + 4 * h);
+      for (int64_t j = 0; j < kPanelBlocks; ++j) {
+        std::byte* block = rebuilt + j * block_bytes;
+        std::memcpy(block, scales + 2 * j, 2);
+        for (int h = 0; h < halves; ++h) std::memcpy(block + 2 + 16 * h, lanes[4 * h + j % 4] + 16 * (j / 4), 16);
+      }
+    } else {
+      for (int64_t j = 0; j < nb; ++j) {
+        const PanelBlockPlace place = panel_block_place(weight.dtype, rows, k, r, s * kPanelBlocks + j);
+        std::byte* block = rebuilt + j * block_bytes;
+        std::memcpy(block, weight.data + place.scale, 2);
+        for (size_t v = 0; v < code_bytes / 4; ++v) {
+          std::memcpy(block + 2 + 4 * v, weight.data + place.codes + v * place.vector_stride, 4);
+          if (q8)
+            for (int m = 0; m < 4; ++m) block[2 + 4 * v + m] ^= std::byte{0x80};
+        }
+      }
+    }
+    uint16_t* out = dst + s * kPanelBlocks * kQK4_0;
+    if (ggml == DType::Q8_0) q8_0_to_bf16_avx512(rebuilt, out, nb * kQK8_0);
+    else q4_0_to_bf16_avx512(rebuilt, out, nb * kQK4_0);
+  }
+}
+
 // The scaled types straight to bf16, each value rounded once from the f32 that
 // dequantize_scaled_row computes (code value times scale, one f32 rounding), so the result is
 // the f32 path's bit for bit (but for the sign of zero: that path adds a zero shift, -0 + 0 = +0).
@@ -240,9 +301,11 @@ void f8_e4m3_values_to_bf16(const uint8_t* src, uint16_t* dst, int64_t n) {
 // One weight row to bf16. `row` is k floats of scratch for dtypes without a direct kernel.
 void onednn_weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* row) {
   const int64_t k = weight.cols();
-  const std::byte* src = weight.row(r);
+  const std::byte* src = dtype_is_panels(weight.dtype) ? nullptr : weight.row(r);
   if (cpu_features().avx512_bf16) {
     switch (weight.dtype) {
+      case DType::Q8_0_R4:
+      case DType::Q4_0_R4: panels_to_bf16_avx512(weight, r, dst); return;
       case DType::BF16: std::memcpy(dst, src, k * sizeof(uint16_t)); return;
       case DType::F32: f32_to_bf16_avx512(reinterpret_cast<const float*>(src), dst, k); return;
       case DType::F16: f16_to_bf16_avx512(reinterpret_cast<const uint16_t*>(src), dst, k); return;

@@ -108,7 +108,7 @@ TEST(KernelBench, TinyRunHasEveryRowWithSaneFigures) {
         EXPECT_EQ(r.unit, "GB/s");
         const MatrixShape s = r.shape == "64x256" ? MatrixShape{64, 256} : MatrixShape{48, 512};
         // Codes, plus the scaled types' f32 scales: one per row (F8_E4M3, I8), per 128 (I4, symmetric).
-        const DType dtype = *dtype_from_name(r.dtype);
+        const DType dtype = *dtype_from_name(r.dtype, /*panels=*/true);
         const int64_t scales = dtype == DType::I4 ? s.rows * s.cols / 128
                                : dtype_info(dtype).external_scales ? s.rows : 0;
         EXPECT_DOUBLE_EQ(r.bytes, static_cast<double>(dtype_bytes(dtype, s.rows * s.cols) + 4 * scales));

@@ -19,9 +19,9 @@
 namespace anvil {
 namespace {
 
-std::vector<SweepRun> tiny_runs(const std::string& extra = "") {
+std::vector<SweepRun> tiny_runs(const std::string& extra = "", const std::string& kv_dtypes = "[f16, bf16]") {
   Result<nlohmann::json> doc = yaml_to_json(
-      "models: [dummy:tiny-llama]\nkv_dtypes: [f16, bf16]\nthreads: [1]\n"
+      "models: [dummy:tiny-llama]\nkv_dtypes: " + kv_dtypes + "\nthreads: [1]\n"
       "workload: {input_len: 4, output_len: 2, batch_sizes: [1, 2], num_iters: 1, num_iters_warmup: 0}\n" + extra,
       "s.yaml");
   EXPECT_TRUE(doc);
@@ -92,6 +92,24 @@ TEST(SweepRunner, RecordsEveryRunAndSkipsFinishedOnesOnResume) {
   ASSERT_TRUE(forced);
   EXPECT_EQ(forced->skipped, 0u);
   EXPECT_EQ(forced->finished, 2u);
+}
+
+// The quantized KV caches of the engine (--kv-dtype fp8|int8) are sweep axes too.
+TEST(SweepRunner, QuantizedKvCachesRunInProcess) {
+  const std::string dir = testing::scratch_dir("sweep_kv_quant");
+  Result<SweepStore> store = SweepStore::open(dir);
+  ASSERT_TRUE(store);
+  const std::vector<SweepRun> runs = tiny_runs("", "[fp8, int8]");
+  ASSERT_EQ(runs.size(), 2u);
+  Result<SweepExecution> done = run_sweep(runs, *store, SweepRunOptions{});
+  ASSERT_TRUE(done) << done.status().message();
+  EXPECT_EQ(done->finished, 2u);
+  for (const SweepRun& run : runs) {
+    std::optional<nlohmann::json> record = store->load(run.id);
+    ASSERT_TRUE(record);
+    EXPECT_TRUE(sweep_outcome(run, *record).ok) << record->dump();
+    EXPECT_EQ((*record)["engine"]["kv_dtype"], run.kv_dtype);
+  }
 }
 
 TEST(SweepRunner, AStoreIgnoresRecordsThatAreNotRecordsOfTheRun) {

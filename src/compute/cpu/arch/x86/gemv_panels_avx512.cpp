@@ -1,0 +1,161 @@
+// AVX-512 decode kernels for the 4-row panel layouts Q8_0_R4 / Q4_0_R4 (quant/ggml_panels.h).
+#if defined(__x86_64__)
+
+// GCC 12 flags the intrinsics' own _mm*_undefined_*() placeholders as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "compute/cpu/gemv_kernels.h"
+
+// Compiled for AVX-512; only called after active_isa() said so. Intrinsics and local helpers only.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace anvil::gemv_detail {
+namespace {
+
+#define ANVIL_UNROLL _Pragma("GCC unroll 8")
+
+// u8 x s8 dot products per 4 bytes into int32 lanes (vpdpbusd through inline asm, so the non-VNNI
+// instantiation never contains it; without VNNI maddubs + madd, exact for Q4_0's codes <= 15).
+template <bool kVnni>
+inline __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
+  if constexpr (kVnni) {
+    __asm__("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "v"(s));
+    return acc;
+  } else {
+    const __m512i pairs = _mm512_maddubs_epi16(u, s);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+  }
+}
+
+// One pass reads R rows of a panel, superblock by superblock: per row the 8 code vectors of x's
+// panel order (see GemvActivations), then per token 8 dot products into one int32 lane per block,
+// one conversion, and one FMA with the 16 blocks' weight x activation scales.
+template <bool kQ8, bool kVnni>
+struct PanelKernel {
+  static constexpr int64_t kCodeBytes = kQ8 ? 32 : 16;  // per block
+  static constexpr int64_t kBlockBytes = kCodeBytes + 2;
+  // Bytes fetched ahead of the pass: a panel is one sequential stream, so past its end the
+  // prefetches run on into the next panel (the next pass).
+  static constexpr int64_t kAheadBytes = 1024;
+
+  // Row i's codes of one superblock as the 8 vectors that meet x vectors 0..7.
+  static inline void load_codes(const std::byte* codes, int64_t vector_stride, __mmask16 lanes, bool full,
+                                __m512i (&u)[8]) {
+    if constexpr (kQ8) {
+      ANVIL_UNROLL for (int w = 0; w < 8; ++w) u[w] = full ? _mm512_loadu_si512(codes + w * vector_stride)
+                                                           : _mm512_maskz_loadu_epi32(lanes, codes + w * vector_stride);
+    } else {
+      const __m512i low4 = _mm512_set1_epi8(0x0F);
+      ANVIL_UNROLL for (int v = 0; v < 4; ++v) {
+        const __m512i b = full ? _mm512_loadu_si512(codes + v * vector_stride)
+                               : _mm512_maskz_loadu_epi32(lanes, codes + v * vector_stride);
+        u[v] = _mm512_and_si512(b, low4);                          // elements 4v..4v+3
+        u[v + 4] = _mm512_and_si512(_mm512_srli_epi16(b, 4), low4);  // elements 16+4v..
+      }
+    }
+  }
+
+  // Rows [i0, i0 + R) of panel `panel` (which holds nr rows), T tokens.
+  template <int R, int T>
+  static void pass(const GemvArgs& a, int64_t panel, int64_t i0, int64_t nr) {
+    const int64_t blocks = a.k / kBlock, superblocks = panel_superblocks(a.k);
+    const int64_t q_stride = superblocks * 512, lane_stride = superblocks * 16;
+    const std::byte* base = a.w + panel * 4 * blocks * kBlockBytes;
+    __m512 acc[R][T];
+    ANVIL_UNROLL for (int r = 0; r < R; ++r) ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < superblocks; ++s) {
+      const int64_t nb = blocks - 16 * s < 16 ? blocks - 16 * s : 16;
+      const bool full = nb == 16;
+      const __mmask16 lanes = static_cast<__mmask16>((1u << nb) - 1);
+      const std::byte* step = base + s * nr * 16 * kBlockBytes;
+      const int64_t step_bytes = nr * nb * kBlockBytes, vector_stride = 4 * nb;
+      for (int64_t line = 0; line < step_bytes; line += 64) __builtin_prefetch(step + kAheadBytes + line, 0, 3);
+      // One token: its 8 activation vectors stay in registers for all R rows.
+      __m512i x1[8], bias1;
+      __m512 xscale1;
+      if constexpr (T == 1) {
+        ANVIL_UNROLL for (int w = 0; w < 8; ++w) x1[w] = _mm512_loadu_si512(a.xq_panel + s * 512 + 64 * w);
+        bias1 = _mm512_loadu_si512(a.xbias_panel + s * 16);
+        xscale1 = _mm512_loadu_ps(a.xscale_panel + s * 16);
+      }
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) {
+        __m512i u[8];
+        load_codes(step + (i0 + r) * nb * kCodeBytes, vector_stride, lanes, full, u);
+        const auto* d = reinterpret_cast<const uint16_t*>(step + nr * nb * kCodeBytes) + (i0 + r) * nb;
+        const __m512 wscale = _mm512_cvtph_ps(full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(d))
+                                                   : _mm256_maskz_loadu_epi16(lanes, d));
+        if constexpr (T == 1) {
+          __m512i even = bias1, odd = _mm512_setzero_si512();
+          ANVIL_UNROLL for (int w = 0; w < 8; w += 2) {
+            even = dot_u8s8<kVnni>(even, u[w], x1[w]);
+            odd = dot_u8s8<kVnni>(odd, u[w + 1], x1[w + 1]);
+          }
+          acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), _mm512_mul_ps(wscale, xscale1),
+                                      acc[r][0]);
+        } else {
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+            const int8_t* xq = a.xq_panel + t * q_stride + s * 512;
+            const int64_t lane = t * lane_stride + s * 16;
+            __m512i even = _mm512_loadu_si512(a.xbias_panel + lane), odd = _mm512_setzero_si512();
+            ANVIL_UNROLL for (int w = 0; w < 8; w += 2) {
+              even = dot_u8s8<kVnni>(even, u[w], _mm512_loadu_si512(xq + 64 * w));
+              odd = dot_u8s8<kVnni>(odd, u[w + 1], _mm512_loadu_si512(xq + 64 * (w + 1)));
+            }
+            const __m512 scale = _mm512_mul_ps(wscale, _mm512_loadu_ps(a.xscale_panel + lane));
+            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), scale, acc[r][t]);
+          }
+        }
+      }
+    }
+    ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r)
+      a.y[t * a.y_stride + panel * 4 + i0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+};
+
+// Rows [row_begin, row_end) panel by panel: whole panels R rows a pass, partial ones a row a pass.
+template <class K, int T>
+void panel_rows_for_tokens(const GemvArgs& a) {
+  constexpr int R = T <= 3 ? 4 : 2;  // 8 code vectors + R x T accumulators within 32 registers
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const int64_t panel = r / 4, first = panel * 4;
+    const int64_t nr = a.rows - first < 4 ? a.rows - first : 4;
+    const int64_t end = a.row_end < first + nr ? a.row_end : first + nr;
+    int64_t i = r - first;
+    for (; first + i + R <= end; i += R) K::template pass<R, T>(a, panel, i, nr);
+    for (; first + i < end; ++i) K::template pass<1, T>(a, panel, i, nr);
+    r = end;
+  }
+}
+
+template <class K>
+void panel_rows(const GemvArgs& a) {
+  switch (a.n_tokens) {  // gemv_rows passes at most 4 tokens to panel kernels
+    case 1: panel_rows_for_tokens<K, 1>(a); break;
+    case 2: panel_rows_for_tokens<K, 2>(a); break;
+    case 3: panel_rows_for_tokens<K, 3>(a); break;
+    default: panel_rows_for_tokens<K, 4>(a); break;
+  }
+}
+
+}  // namespace
+
+GemvKernel avx512_panel_kernel(DType dtype, bool vnni) {
+  switch (dtype) {
+    case DType::Q8_0_R4: return vnni ? panel_rows<PanelKernel<true, true>> : nullptr;
+    case DType::Q4_0_R4: return vnni ? panel_rows<PanelKernel<false, true>> : panel_rows<PanelKernel<false, false>>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace anvil::gemv_detail
+
+#pragma GCC pop_options
+
+#endif  // __x86_64__

@@ -1,0 +1,27 @@
+// Repacking a checkpoint's Q8_0 / Q4_0 matrices into the decode kernels' panel layouts at load.
+#pragma once
+
+#include <cstdint>
+
+#include "core/progress.h"
+#include "model/checkpoint.h"
+
+namespace anvil {
+
+struct RepackReport {
+  int64_t tensors = 0;  // tensors now in a panel layout
+  uint64_t bytes = 0;   // their bytes (the same as before: panels hold the same blocks)
+};
+
+// Replaces every 2-D Q8_0 / Q4_0 tensor of `checkpoint` with its Q8_0_R4 / Q4_0_R4 panels
+// (quant/ggml_panels.h) where the active ISA has panel kernels (gemv_prefers_panels), so decode
+// streams one sequential run of aligned code vectors per 4 rows. Everything else that reads
+// weights (prefill's oneDNN conversion, embedding lookups, quantizers) reads panels through
+// weight_row_to_f32 / onednn_weight_row_to_bf16. The panels live in fresh huge-page memory; a
+// source buffer the checkpoint alone owned is released (peak: the model plus one tensor), and a
+// memory-mapped file's pages are left to the page cache. Call it on a checkpoint that inference
+// will use, after any quantization at load and before DecoderModel::create: GGUF writers refuse
+// panels. ANVIL_REPACK=0 leaves the checkpoint as loaded (for comparisons).
+RepackReport repack_weights_for_decode(Checkpoint& checkpoint, int threads = 0, const ProgressCallback& progress = {});
+
+}  // namespace anvil

@@ -1,0 +1,119 @@
+// repack_weights_for_decode: which tensors become panels, what happens to the memory they came
+// from, and a model on panels giving the logits of the same model on GGML rows (decode, prefill on
+// the oneDNN path, embedding lookups of a tied table), and GGUF writers refusing panels.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+
+#include "compute/cpu/gemv.h"
+#include "formats/gguf_writer.h"
+#include "model/decoder_model.h"
+#include "model/presets.h"
+#include "model/repack_weights.h"
+
+namespace anvil {
+namespace {
+
+Checkpoint preset(const std::string& spec) {
+  Result<Checkpoint> c = create_dummy_checkpoint(spec);
+  EXPECT_TRUE(c) << c.status().message();
+  return std::move(c).value();
+}
+
+// Logits of every position of `tokens` in one forward pass (all_logits), then of `more` decoded one
+// at a time after them.
+std::vector<float> run_logits(const Checkpoint& checkpoint, const std::vector<int32_t>& tokens, int more) {
+  auto model = DecoderModel::create(std::make_shared<const Checkpoint>(checkpoint));
+  EXPECT_TRUE(model) << model.status().message();
+  ThreadPool pool(2);
+  const int64_t vocab = checkpoint.config.vocab_size;
+  SequenceKvCache cache = (*model)->make_cache(static_cast<int64_t>(tokens.size()) + more);
+  std::vector<float> logits(tokens.size() * vocab);
+  EXPECT_TRUE((*model)->forward(tokens, cache, pool, logits.data(), /*all_logits=*/true).is_ok());
+  for (int i = 0; i < more; ++i) {
+    std::vector<float> step(vocab);
+    const int32_t next = static_cast<int32_t>((tokens.back() * 7 + i * 13) % vocab);
+    EXPECT_TRUE((*model)->forward(std::vector<int32_t>{next}, cache, pool, step.data(), false).is_ok());
+    logits.insert(logits.end(), step.begin(), step.end());
+  }
+  return logits;
+}
+
+TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  // tiny-llama3 ties its output to the embedding table: the lookups read panels too. 100 prompt
+  // tokens take the oneDNN prefill path (>= kQuantizedGemmMinTokens), the rest decode on GEMV.
+  for (const char* spec : {"dummy:tiny-llama:q4_0", "dummy:tiny-llama:q8_0", "dummy:tiny-llama3:q4_0"}) {
+    SCOPED_TRACE(spec);
+    const Checkpoint rows = preset(spec);
+    Checkpoint panels = preset(spec);
+    const RepackReport report = repack_weights_for_decode(panels, 2);
+    int64_t quantized = 0;
+    for (const auto& [name, t] : rows.tensors) quantized += t.shape.size() == 2 && dtype_is_ggml_block(t.dtype);
+    EXPECT_EQ(report.tensors, quantized);
+    for (const auto& [name, t] : panels.tensors) {
+      if (t.shape.size() != 2 || !dtype_is_ggml_block(t.dtype)) continue;
+      EXPECT_TRUE(dtype_is_panels(t.dtype)) << name;
+      EXPECT_EQ(t.nbytes, rows.tensors.at(name).nbytes) << name;
+    }
+    std::vector<int32_t> prompt(100);
+    std::iota(prompt.begin(), prompt.end(), 3);
+    const std::vector<float> want = run_logits(rows, prompt, 8);
+    const std::vector<float> got = run_logits(panels, prompt, 8);
+    ASSERT_EQ(want.size(), got.size());
+    float max_abs = 0, max_diff = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      max_abs = std::max(max_abs, std::fabs(want[i]));
+      max_diff = std::max(max_diff, std::fabs(want[i] - got[i]));
+    }
+    // Same int8 codes and exact integer block dots: only the f32 order of summing blocks differs.
+    EXPECT_LT(max_diff, 1e-5f * max_abs) << "max |diff| " << max_diff << " of max |logit| " << max_abs;
+  }
+}
+
+TEST(RepackWeights, ReleasesMemoryItAloneHeldAndLeavesSharedBytesIntact) {
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  Checkpoint alone = preset("dummy:tiny-llama:q4_0");
+  const size_t storage_before = alone.storage.size();
+  repack_weights_for_decode(alone);
+  EXPECT_EQ(alone.storage.size(), storage_before) << "each source buffer replaced by its panels";
+
+  Checkpoint original = preset("dummy:tiny-llama:q4_0");
+  Checkpoint copy = original;  // shares every buffer
+  const Tensor before = original.tensors.at("blk.0.ffn_up.weight");
+  std::vector<std::byte> bytes(before.data, before.data + before.nbytes);
+  const RepackReport report = repack_weights_for_decode(copy);
+  EXPECT_EQ(copy.storage.size(), original.storage.size() + static_cast<size_t>(report.tensors));
+  const Tensor& after = original.tensors.at("blk.0.ffn_up.weight");
+  EXPECT_EQ(after.dtype, DType::Q4_0);
+  EXPECT_EQ(std::memcmp(after.data, bytes.data(), bytes.size()), 0) << "the other checkpoint's rows are untouched";
+}
+
+TEST(RepackWeights, OffSwitchAndOtherDtypesLeaveTheCheckpointAsLoaded) {
+  Checkpoint f32 = preset("dummy:tiny-llama");
+  EXPECT_EQ(repack_weights_for_decode(f32).tensors, 0);
+  ::setenv("ANVIL_REPACK", "0", 1);
+  Checkpoint q4 = preset("dummy:tiny-llama:q4_0");
+  EXPECT_EQ(repack_weights_for_decode(q4).tensors, 0);
+  ::unsetenv("ANVIL_REPACK");
+  EXPECT_EQ(q4.tensors.at("blk.0.attn_q.weight").dtype, DType::Q4_0);
+}
+
+TEST(RepackWeights, GgufWriterRefusesPanels) {
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  Checkpoint q4 = preset("dummy:tiny-llama:q4_0");
+  repack_weights_for_decode(q4);
+  const std::string path = (std::filesystem::temp_directory_path() / "anvil_panels_refused.gguf").string();
+  const Status written = write_gguf(q4, path);
+  ASSERT_FALSE(written.is_ok());
+  EXPECT_NE(written.message().find("Q4_0_R4"), std::string::npos) << written.message();
+  EXPECT_NE(written.message().find("before repacking"), std::string::npos) << written.message();
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+}  // namespace
+}  // namespace anvil
