@@ -165,61 +165,92 @@ ANVIL_TARGET_BF16 void q4_0_to_bf16_avx512(const void* src, uint16_t* dst, int64
 
 // Panels (quant/ggml_panels.h): per whole superblock, the row's 4 (Q4_0) or 2 x 4 (Q8_0) code
 // vectors are transposed back into the 16 blocks' code runs (lane j of vectors 0..3 is block j's
-// 16 bytes), rebuilt as GGML blocks on the stack and converted by the row converters above; a last
-// partial superblock gathers its blocks one by one.
-ANVIL_TARGET_BF16 inline void transpose_code_lanes(const std::byte* vectors, bool flip, uint8_t (*out)[64]) {
+// 16 bytes) and converted in registers as q4_0/q8_0_to_bf16_avx512 convert a block; a last
+// partial superblock is rebuilt as GGML blocks and goes through those converters.
+// out[m]'s 128-bit lane L: block 4L + m's bytes from the four vectors at `vectors`.
+ANVIL_TARGET_BF16 inline void transpose_code_lanes(const std::byte* vectors, __m512i (&out)[4]) {
   __m512i c[4];
-  for (int v = 0; v < 4; ++v) {
-    c[v] = _mm512_loadu_si512(vectors + 64 * v);
-    if (flip) c[v] = _mm512_xor_si512(c[v], _mm512_set1_epi8(static_cast<char>(0x80)));  // Q8_0: back to signed
-  }
+  for (int v = 0; v < 4; ++v) c[v] = _mm512_loadu_si512(vectors + 64 * v);
   const __m512i t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpackhi_epi32(c[0], c[1]);
   const __m512i t2 = _mm512_unpacklo_epi32(c[2], c[3]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
-  // out[m]'s 128-bit lane L: block 4L + m's bytes from vectors 0..3.
-  _mm512_store_si512(out[0], _mm512_unpacklo_epi64(t0, t2));
-  _mm512_store_si512(out[1], _mm512_unpackhi_epi64(t0, t2));
-  _mm512_store_si512(out[2], _mm512_unpacklo_epi64(t1, t3));
-  _mm512_store_si512(out[3], _mm512_unpackhi_epi64(t1, t3));
+  out[0] = _mm512_unpacklo_epi64(t0, t2);
+  out[1] = _mm512_unpackhi_epi64(t0, t2);
+  out[2] = _mm512_unpacklo_epi64(t1, t3);
+  out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// 128-bit lane L of v (L a compile-time constant).
+template <int L>
+ANVIL_TARGET_BF16 inline __m128i lane128(__m512i v) {
+  return _mm512_extracti32x4_epi32(v, L);
+}
+
+// The 4 blocks 4L + m (m = 0..3) of a whole superblock: codes in lane L of the transposed vectors
+// (Q8_0: lo = bytes 0..15, hi = bytes 16..31, unsigned), scales in `d` (16 floats).
+template <int L, bool kQ8>
+ANVIL_TARGET_BF16 inline void panel_lane_blocks_to_bf16(const __m512i (&lo)[4], const __m512i (&hi)[4], __m512 d,
+                                                        uint16_t* dst) {
+  for (int m = 0; m < 4; ++m) {
+    const int j = 4 * L + m;
+    const __m512 scale = _mm512_permutexvar_ps(_mm512_set1_epi32(j), d);
+    __m512 v0, v1;
+    if constexpr (kQ8) {
+      const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));  // back to signed codes
+      v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(lo[m]), flip)));
+      v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(hi[m]), flip)));
+    } else {
+      const __m128i q = lane128<L>(lo[m]), mask = _mm_set1_epi8(0x0F);
+      const __m512i eight = _mm512_set1_epi32(8);
+      v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)), eight));
+      v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask)), eight));
+    }
+    store_bf16x32(dst + j * kQK4_0, _mm512_mul_ps(scale, v0), _mm512_mul_ps(scale, v1));
+  }
+}
+
+template <bool kQ8>
+ANVIL_TARGET_BF16 void panel_superblock_to_bf16(const std::byte* codes, const std::byte* scales, uint16_t* dst) {
+  __m512i lo[4], hi[4];
+  transpose_code_lanes(codes, lo);
+  if constexpr (kQ8) transpose_code_lanes(codes + 256, hi);  // vectors 4..7: bytes 16..31
+  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales)));
+  panel_lane_blocks_to_bf16<0, kQ8>(lo, hi, d, dst);
+  panel_lane_blocks_to_bf16<1, kQ8>(lo, hi, d, dst);
+  panel_lane_blocks_to_bf16<2, kQ8>(lo, hi, d, dst);
+  panel_lane_blocks_to_bf16<3, kQ8>(lo, hi, d, dst);
 }
 
 ANVIL_TARGET_BF16 void panels_to_bf16_avx512(const Tensor& weight, int64_t r, uint16_t* dst) {
   const bool q8 = weight.dtype == DType::Q8_0_R4;
-  const DType ggml = ggml_dtype_of_panels(weight.dtype);
   const int64_t k = weight.cols(), blocks = k / kQK4_0, rows = weight.rows();
   const size_t code_bytes = q8 ? sizeof(BlockQ8_0::qs) : sizeof(BlockQ4_0::qs), block_bytes = code_bytes + 2;
   const int64_t panel = r / kPanelRows, i = r % kPanelRows, nr = std::min(kPanelRows, rows - panel * kPanelRows);
   const std::byte* base = weight.data + static_cast<size_t>(panel * kPanelRows * blocks) * block_bytes;
-  alignas(64) std::byte rebuilt[kPanelBlocks * sizeof(BlockQ8_0)];
-  alignas(64) uint8_t lanes[8][64];
-  for (int64_t s = 0; s * kPanelBlocks < blocks; ++s) {
-    const int64_t nb = std::min(kPanelBlocks, blocks - s * kPanelBlocks);
-    if (nb == kPanelBlocks) {
-      const std::byte* step = base + static_cast<size_t>(s * nr * kPanelBlocks) * block_bytes;
-      const std::byte* codes = step + static_cast<size_t>(i * kPanelBlocks) * code_bytes;
-      const std::byte* scales = step + static_cast<size_t>(nr * kPanelBlocks) * code_bytes + i * kPanelBlocks * 2;
-      const int halves = q8 ? 2 : 1;  // Q8_0: vectors 4..7 hold bytes 16..31
-      for (int h = 0; h < halves; ++h) transpose_code_lanes(codes + 256 * h, q8, lanes + 4 * h);
-      for (int64_t j = 0; j < kPanelBlocks; ++j) {
-        std::byte* block = rebuilt + j * block_bytes;
-        std::memcpy(block, scales + 2 * j, 2);
-        for (int h = 0; h < halves; ++h) std::memcpy(block + 2 + 16 * h, lanes[4 * h + j % 4] + 16 * (j / 4), 16);
-      }
-    } else {
-      for (int64_t j = 0; j < nb; ++j) {
-        const PanelBlockPlace place = panel_block_place(weight.dtype, rows, k, r, s * kPanelBlocks + j);
-        std::byte* block = rebuilt + j * block_bytes;
-        std::memcpy(block, weight.data + place.scale, 2);
-        for (size_t v = 0; v < code_bytes / 4; ++v) {
-          std::memcpy(block + 2 + 4 * v, weight.data + place.codes + v * place.vector_stride, 4);
-          if (q8)
-            for (int m = 0; m < 4; ++m) block[2 + 4 * v + m] ^= std::byte{0x80};
-        }
-      }
-    }
+  const int64_t whole = blocks / kPanelBlocks;
+  for (int64_t s = 0; s < whole; ++s) {
+    const std::byte* step = base + static_cast<size_t>(s * nr * kPanelBlocks) * block_bytes;
+    const std::byte* codes = step + static_cast<size_t>(i * kPanelBlocks) * code_bytes;
+    const std::byte* scales = step + static_cast<size_t>(nr * kPanelBlocks) * code_bytes + i * kPanelBlocks * 2;
     uint16_t* out = dst + s * kPanelBlocks * kQK4_0;
-    if (ggml == DType::Q8_0) q8_0_to_bf16_avx512(rebuilt, out, nb * kQK8_0);
-    else q4_0_to_bf16_avx512(rebuilt, out, nb * kQK4_0);
+    if (q8) panel_superblock_to_bf16<true>(codes, scales, out);
+    else panel_superblock_to_bf16<false>(codes, scales, out);
   }
+  const int64_t tail = blocks - whole * kPanelBlocks;
+  if (tail == 0) return;
+  alignas(64) std::byte rebuilt[kPanelBlocks * sizeof(BlockQ8_0)];
+  for (int64_t j = 0; j < tail; ++j) {
+    const PanelBlockPlace place = panel_block_place(weight.dtype, rows, k, r, whole * kPanelBlocks + j);
+    std::byte* block = rebuilt + j * block_bytes;
+    std::memcpy(block, weight.data + place.scale, 2);
+    for (size_t v = 0; v < code_bytes / 4; ++v) {
+      std::memcpy(block + 2 + 4 * v, weight.data + place.codes + v * place.vector_stride, 4);
+      if (q8)
+        for (int m = 0; m < 4; ++m) block[2 + 4 * v + m] ^= std::byte{0x80};
+    }
+  }
+  uint16_t* out = dst + whole * kPanelBlocks * kQK4_0;
+  if (q8) q8_0_to_bf16_avx512(rebuilt, out, tail * kQK8_0);
+  else q4_0_to_bf16_avx512(rebuilt, out, tail * kQK4_0);
 }
 
 // The scaled types straight to bf16, each value rounded once from the f32 that

@@ -30,19 +30,7 @@ constexpr int rows_per_pass() {
   return T <= 3 ? 4 : 2;
 }
 
-// u8 x s8 dot products accumulated per group of 4 bytes into int32 lanes. VNNI's vpdpbusd goes
-// through inline asm so that the non-VNNI instantiations are compiled without the VNNI target
-// (and can never contain it). Without VNNI: maddubs + madd, exact while |u*s + u*s| < 2^15.
-template <bool kVnni>
-inline __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
-  if constexpr (kVnni) {
-    __asm__("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "v"(s));
-    return acc;
-  } else {
-    const __m512i pairs = _mm512_maddubs_epi16(u, s);
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
-  }
-}
+#include "compute/cpu/arch/x86/dot_u8s8_avx512.inc"
 
 inline uint16_t load_u16(const void* p) {
   uint16_t v;

@@ -21,18 +21,7 @@ namespace {
 
 #define ANVIL_UNROLL _Pragma("GCC unroll 8")
 
-// u8 x s8 dot products per 4 bytes into int32 lanes (vpdpbusd through inline asm, so the non-VNNI
-// instantiation never contains it; without VNNI maddubs + madd, exact for Q4_0's codes <= 15).
-template <bool kVnni>
-inline __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
-  if constexpr (kVnni) {
-    __asm__("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "v"(s));
-    return acc;
-  } else {
-    const __m512i pairs = _mm512_maddubs_epi16(u, s);
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
-  }
-}
+#include "compute/cpu/arch/x86/dot_u8s8_avx512.inc"  // exact for Q4_0 codes <= 15 without VNNI
 
 // One pass reads R rows of a panel, superblock by superblock: per row the 8 code vectors of x's
 // panel order (see GemvActivations), then per token 8 dot products into one int32 lane per block,
