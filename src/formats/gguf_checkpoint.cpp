@@ -310,7 +310,10 @@ Result<Checkpoint> checkpoint_from_gguf(const GgufFile& file) {
     t.nbytes = info.nbytes;
     ckpt.tensors.emplace(t.name, std::move(t));
   }
-  if (file.mapped_file()) ckpt.storage.push_back(file.mapped_file());
+  if (file.mapped_file()) {
+    ckpt.storage.push_back(file.mapped_file());
+    ckpt.file_mappings.emplace_back(file.mapped_file()->data(), file.mapped_file()->size());
+  }
   ANVIL_RETURN_IF_ERROR(attach_quant_companions(ckpt));
   ANVIL_ASSIGN_OR_RETURN(ckpt.quantization, quantization_from_gguf(file));
   apply_activation_quant(ckpt, ckpt.quantization.activations);  // fp8-dynamic: on every F8_E4M3 weight

@@ -1,7 +1,11 @@
 // repack_weights_for_decode: GGML rows -> 4-row panels for every Q8_0 / Q4_0 matrix.
 #include "model/repack_weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -33,6 +37,19 @@ void release_if_sole_owner(Checkpoint& checkpoint, const std::byte* data) {
   if (it != checkpoint.storage.end() && it->use_count() == 1) checkpoint.storage.erase(it);
 }
 
+// A tensor read from a file mapping: its pages leave this process's memory (they come back from
+// the file if anything reads them again), so the panels are not counted twice.
+void drop_file_pages(const Checkpoint& checkpoint, const std::byte* data, size_t bytes) {
+  for (const auto& [start, size] : checkpoint.file_mappings) {
+    if (data < start || data + bytes > start + size) continue;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t first = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+    const uintptr_t last = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+    if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    return;
+  }
+}
+
 }  // namespace
 
 RepackReport repack_weights_for_decode(Checkpoint& checkpoint, int threads, const ProgressCallback& progress) {
@@ -56,6 +73,7 @@ RepackReport repack_weights_for_decode(Checkpoint& checkpoint, int threads, cons
     tensor.data = buffer.get();
     checkpoint.storage.push_back(std::shared_ptr<const void>(buffer, buffer.get()));
     release_if_sole_owner(checkpoint, source);
+    drop_file_pages(checkpoint, source, tensor.nbytes);
     ++report.tensors;
     report.bytes += tensor.nbytes;
     if (progress) progress(report.bytes, total);

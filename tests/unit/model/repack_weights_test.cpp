@@ -12,6 +12,7 @@
 #include "compute/cpu/gemv.h"
 #include "formats/gguf_writer.h"
 #include "model/decoder_model.h"
+#include "model/load_checkpoint.h"
 #include "model/presets.h"
 #include "model/repack_weights.h"
 
@@ -73,6 +74,26 @@ TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
     // Same int8 codes and exact integer block dots: only the f32 order of summing blocks differs.
     EXPECT_LT(max_diff, 1e-5f * max_abs) << "max |diff| " << max_diff << " of max |logit| " << max_abs;
   }
+}
+
+// From a GGUF file: the panels are copies, the file's pages are dropped from the process (and
+// come back from the file for whatever still reads them, e.g. the norms beside the matrices).
+TEST(RepackWeights, GgufCheckpointsRepackFromTheMappedFile) {
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  const std::string path = (std::filesystem::temp_directory_path() / "anvil_repack_q4_0.gguf").string();
+  ASSERT_TRUE(write_gguf(preset("dummy:tiny-llama:q4_0"), path).is_ok());
+  Result<Checkpoint> rows = load_checkpoint(path);
+  Result<Checkpoint> panels = load_checkpoint(path);
+  ASSERT_TRUE(rows && panels);
+  ASSERT_EQ(panels->file_mappings.size(), 1u);
+  EXPECT_GT(repack_weights_for_decode(*panels).tensors, 0);
+  std::vector<int32_t> prompt(20);
+  std::iota(prompt.begin(), prompt.end(), 5);
+  const std::vector<float> want = run_logits(*rows, prompt, 4);
+  const std::vector<float> got = run_logits(*panels, prompt, 4);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << i;
+  std::filesystem::remove(path);
 }
 
 TEST(RepackWeights, ReleasesMemoryItAloneHeldAndLeavesSharedBytesIntact) {
