@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -380,6 +381,66 @@ double normalized_error(const std::vector<float>& out, const std::vector<T>& ref
 
 const char* kv_name(DType dtype) { return kv_cache_dtype_name(dtype); }
 
+struct PagedScenario {
+  int64_t n_tokens, first_position, window;
+};
+// Prefill chunks at position 60 (with and without a window) and long split-KV decodes.
+constexpr PagedScenario kPagedScenarios[] = {{37, 60, 0}, {37, 60, 20}, {1, 1400, 0}, {1, 1400, 600}};
+
+std::string paged_where(DType dtype, int64_t head_dim, int64_t block_size, const PagedScenario& sc) {
+  return std::string(kv_name(dtype)) + " head_dim=" + std::to_string(head_dim) + " block_size=" +
+         std::to_string(block_size) + " tokens=" + std::to_string(sc.n_tokens) +
+         " first_position=" + std::to_string(sc.first_position) + " window=" + std::to_string(sc.window);
+}
+
+// Every ISA path x 1 and 2 threads x key splits {auto, 3} on `s` against `ref` (within 1e-5,
+// normalized); the worst error of path ii goes to worst[ii][column]. The ISA cap returns to AVX-512.
+void check_paged_paths(const std::vector<Isa>& isas, PagedSequence& s, const std::vector<float>& ref,
+                       const std::string& where, std::vector<std::vector<double>>& worst, int column) {
+  ThreadPool pool1(1), pool2(2);
+  for (size_t ii = 0; ii < isas.size(); ++ii) {
+    set_isa_cap(isas[ii]);
+    for (ThreadPool* pool : {&pool1, &pool2})
+      for (int64_t splits : {0, 3}) {
+        std::fill(s.out.begin(), s.out.end(), -999.0f);
+        s.problem.kv_splits = splits;
+        attention(*pool, s.problem);
+        const double err = normalized_error(s.out, ref);
+        EXPECT_LT(err, 1e-5) << isa_name(isas[ii]) << " threads=" << pool->thread_count() << " splits=" << splits
+                             << " " << where;
+        worst[ii][column] = std::max(worst[ii][column], err);
+      }
+  }
+  set_isa_cap(Isa::Avx512);
+}
+
+// Every head_dim x block size x dtype x kPagedScenarios cell: a cache of shuffled blocks, a
+// sequence, attention_reference (checked against the independent double computation, its worst
+// error in worst[isas.size()][dtype index]), `extra` checks on that reference, then every path.
+using PagedExtraCheck = std::function<void(const PagedCache&, const PagedSequence&, const std::vector<float>& ref,
+                                           const std::string& where, int dtype_index)>;
+void run_paged_grid(std::mt19937& rng, const std::vector<Isa>& isas, const std::vector<int64_t>& head_dims,
+                    const std::vector<int64_t>& block_sizes, const std::vector<DType>& dtypes,
+                    std::vector<std::vector<double>>& worst, const PagedExtraCheck& extra = {}) {
+  const int64_t n_kv = 2, group = 4;
+  for (int64_t hd : head_dims)
+    for (int64_t block_size : block_sizes)
+      for (size_t di = 0; di < dtypes.size(); ++di) {
+        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
+        for (const PagedScenario& sc : kPagedScenarios) {
+          PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
+          const std::string where = paged_where(dtypes[di], hd, block_size, sc);
+          attention_reference(s.problem);
+          const std::vector<float> ref = s.out;
+          const double ref_err = normalized_error(ref, independent_reference(cache, s));
+          EXPECT_LT(ref_err, 1e-5) << "reference " << where;
+          worst[isas.size()][di] = std::max(worst[isas.size()][di], ref_err);
+          if (extra) extra(cache, s, ref, where, static_cast<int>(di));
+          check_paged_paths(isas, s, ref, where, worst, static_cast<int>(di));
+        }
+      }
+}
+
 // Prefill (a chunk at first_position > 0, with and without a window) and long decode (split-KV
 // with 2 threads) through shuffled block tables of 16, 32 and 7 rows, f32/f16/bf16 rows, head_dim
 // 64 and 36 (vector tails in the conversions and the padded V tile), every ISA path, 1 and 2
@@ -387,46 +448,9 @@ const char* kv_name(DType dtype) { return kv_cache_dtype_name(dtype); }
 TEST(Attention, PagedCacheEveryDtypeBlockSizePathAndThreadCountMatchesReference) {
   std::mt19937 rng(21);
   const std::vector<Isa> isas = available_isas();
-  ThreadPool pool1(1), pool2(2);
-  const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
-  struct Scenario {
-    int64_t n_tokens, first_position, window;
-  };
-  const Scenario scenarios[] = {{37, 60, 0}, {37, 60, 20}, {1, 1400, 0}, {1, 1400, 600}};
-  const int64_t n_kv = 2, group = 4;
   // worst[isa][dtype]; row isas.size(): attention_reference against the independent computation.
   std::vector<std::vector<double>> worst(isas.size() + 1, std::vector<double>(3, 0.0));
-  for (int64_t hd : {64, 36})
-    for (int64_t block_size : {16, 32, 7})
-      for (int di = 0; di < 3; ++di) {
-        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
-        for (const Scenario& sc : scenarios) {
-          PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
-          const std::string where = std::string(kv_name(dtypes[di])) + " head_dim=" + std::to_string(hd) +
-                                    " block_size=" + std::to_string(block_size) + " tokens=" +
-                                    std::to_string(sc.n_tokens) + " first_position=" + std::to_string(sc.first_position) +
-                                    " window=" + std::to_string(sc.window);
-          attention_reference(s.problem);
-          const std::vector<float> ref = s.out;
-          const double ref_err = normalized_error(ref, independent_reference(cache, s));
-          EXPECT_LT(ref_err, 1e-5) << "reference " << where;
-          worst[isas.size()][di] = std::max(worst[isas.size()][di], ref_err);
-          for (size_t ii = 0; ii < isas.size(); ++ii) {
-            set_isa_cap(isas[ii]);
-            for (ThreadPool* pool : {&pool1, &pool2})
-              for (int64_t splits : {0, 3}) {
-                std::fill(s.out.begin(), s.out.end(), -999.0f);
-                s.problem.kv_splits = splits;
-                attention(*pool, s.problem);
-                const double err = normalized_error(s.out, ref);
-                EXPECT_LT(err, 1e-5) << isa_name(isas[ii]) << " threads=" << pool->thread_count()
-                                     << " splits=" << splits << " " << where;
-                worst[ii][di] = std::max(worst[ii][di], err);
-              }
-          }
-          set_isa_cap(Isa::Avx512);
-        }
-      }
+  run_paged_grid(rng, isas, {64, 36}, {16, 32, 7}, {DType::F32, DType::F16, DType::BF16}, worst);
   std::printf("%-10s %9s %9s %9s  (paged cache: max normalized error against attention_reference over block\n"
               "%-10s %9s %9s %9s   sizes {16,32,7}, head_dim {64,36}, prefill/decode x window, splits, threads)\n",
               "path", "f32", "f16", "bf16", "", "", "", "");
@@ -446,55 +470,21 @@ TEST(Attention, PagedCacheEveryDtypeBlockSizePathAndThreadCountMatchesReference)
 TEST(Attention, PagedFp8AndInt8CacheEveryPathMatchesReferenceAndStaysNearF32) {
   std::mt19937 rng(23);
   const std::vector<Isa> isas = available_isas();
-  ThreadPool pool1(1), pool2(2);
-  const DType dtypes[] = {DType::F8_E4M3, DType::I8};
   // Normalized error of the quantized cache's attention against the f32 cache's: per element,
   // int8 errs by at most scale / 2 (~1/250 of a head's absmax), fp8 by 2^-4 of the value, and the
   // peaky softmax (q ~ N(0, 4)) amplifies the score errors. Observed (printed below as "vs f32"):
   // fp8 9.3e-2, int8 1.9e-2; the bounds leave about 2.5x margin.
   const double vs_f32_bound[] = {0.25, 0.05};
-  struct Scenario {
-    int64_t n_tokens, first_position, window;
-  };
-  const Scenario scenarios[] = {{37, 60, 0}, {37, 60, 20}, {1, 1400, 0}, {1, 1400, 600}};
-  const int64_t n_kv = 2, group = 4;
   // worst[isa][dtype]; row isas.size(): attention_reference against the independent computation;
   // row isas.size() + 1: attention_reference against the f32 values' attention.
   std::vector<std::vector<double>> worst(isas.size() + 2, std::vector<double>(2, 0.0));
-  for (int64_t hd : {64, 37})
-    for (int64_t block_size : {16, 7})
-      for (int di = 0; di < 2; ++di) {
-        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
-        for (const Scenario& sc : scenarios) {
-          PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
-          const std::string where = std::string(kv_name(dtypes[di])) + " head_dim=" + std::to_string(hd) +
-                                    " block_size=" + std::to_string(block_size) + " tokens=" +
-                                    std::to_string(sc.n_tokens) + " first_position=" + std::to_string(sc.first_position) +
-                                    " window=" + std::to_string(sc.window);
-          attention_reference(s.problem);
-          const std::vector<float> ref = s.out;
-          const double ref_err = normalized_error(ref, independent_reference(cache, s));
-          EXPECT_LT(ref_err, 1e-5) << "reference " << where;
-          worst[isas.size()][di] = std::max(worst[isas.size()][di], ref_err);
-          const double f32_err = normalized_error(ref, independent_reference(cache, s, /*exact=*/true));
-          EXPECT_LT(f32_err, vs_f32_bound[di]) << "against the f32 cache: " << where;
-          worst[isas.size() + 1][di] = std::max(worst[isas.size() + 1][di], f32_err);
-          for (size_t ii = 0; ii < isas.size(); ++ii) {
-            set_isa_cap(isas[ii]);
-            for (ThreadPool* pool : {&pool1, &pool2})
-              for (int64_t splits : {0, 3}) {
-                std::fill(s.out.begin(), s.out.end(), -999.0f);
-                s.problem.kv_splits = splits;
-                attention(*pool, s.problem);
-                const double err = normalized_error(s.out, ref);
-                EXPECT_LT(err, 1e-5) << isa_name(isas[ii]) << " threads=" << pool->thread_count()
-                                     << " splits=" << splits << " " << where;
-                worst[ii][di] = std::max(worst[ii][di], err);
-              }
-          }
-          set_isa_cap(Isa::Avx512);
-        }
-      }
+  run_paged_grid(rng, isas, {64, 37}, {16, 7}, {DType::F8_E4M3, DType::I8}, worst,
+                 [&](const PagedCache& cache, const PagedSequence& s, const std::vector<float>& ref,
+                     const std::string& where, int di) {
+                   const double f32_err = normalized_error(ref, independent_reference(cache, s, /*exact=*/true));
+                   EXPECT_LT(f32_err, vs_f32_bound[di]) << "against the f32 cache: " << where;
+                   worst[isas.size() + 1][di] = std::max(worst[isas.size() + 1][di], f32_err);
+                 });
   std::printf("%-10s %9s %9s  (paged fp8/int8 cache: max normalized error against attention_reference on the\n"
               "%-10s %9s %9s   same codes, block sizes {16,7}, head_dim {64,37}, prefill/decode x window, splits, threads)\n",
               "path", "fp8", "int8", "", "", "");
