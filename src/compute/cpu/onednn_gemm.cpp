@@ -502,77 +502,61 @@ class OneDnnGemm final : public GemmProvider {
     const double x_seconds = profiling ? seconds_since(t_x) : 0.0;
 
     // Blocks of output rows; small n shrinks the block so every thread gets work.
-    int64_t block = g_block_rows.load(std::memory_order_relaxed);
-    const int64_t per_thread = (n + threads - 1) / threads;
-    if (per_thread < block) block = std::max<int64_t>(16, (per_thread + 15) / 16 * 16);
+    const int64_t block = onednn_block_rows(n, threads, g_block_rows.load(std::memory_order_relaxed));
     const int64_t n_blocks = (n + block - 1) / block;
     const bool zero_copy = (bf16 && weight.dtype == DType::BF16) || (!bf16 && weight.dtype == DType::F32);
 
-    std::vector<Status> statuses(threads);
     std::vector<OneDnnGemmProfile> profiles(threads);
-    pool.run([&](int t, int count) {
-      // oneDNN runs inline on this pool thread (no OpenMP team); the caller's setting is restored.
-      const int saved_omp_threads = omp_get_max_threads();
-      omp_set_num_threads(1);
-      try {
-        ThreadState& state = t_state;
-        if (!state.stream) state.stream.emplace(cpu_engine());
-        const int64_t b_begin = n_blocks * t / count, b_end = n_blocks * (t + 1) / count;
-        for (int64_t b = b_begin; b < b_end; ++b) {
-          const int64_t r0 = b * block, rows = std::min(block, n - r0);
-          Clock::time_point t0;
-          if (profiling) t0 = Clock::now();
-          void* w = const_cast<std::byte*>(weight.row(r0));
-          if (!zero_copy) {
-            w = state.weights.get(static_cast<size_t>(rows * k) * (bf16 ? 2 : 4));
-            if (w == nullptr) throw std::runtime_error("out of memory for a weight block");
-            if (bf16) {
-              auto* row_f32 = static_cast<float*>(state.row.get(static_cast<size_t>(k) * sizeof(float)));
-              for (int64_t r = 0; r < rows; ++r) {
-                uint16_t* dst_row = static_cast<uint16_t*>(w) + r * k;
-                if (fp8_values) {
-                  f8_e4m3_values_to_bf16(reinterpret_cast<const uint8_t*>(weight.row(r0 + r)), dst_row, k);
-                } else {
-                  onednn_weight_row_to_bf16(weight, r0 + r, dst_row, row_f32);
-                }
-              }
+    const Status blocks_ok = onednn_run_blocks(pool, n_blocks, [&](int t, int64_t b) {
+      ThreadState& state = t_state;
+      if (!state.stream) state.stream.emplace(cpu_engine());
+      const int64_t r0 = b * block, rows = std::min(block, n - r0);
+      Clock::time_point t0;
+      if (profiling) t0 = Clock::now();
+      void* w = const_cast<std::byte*>(weight.row(r0));
+      if (!zero_copy) {
+        w = state.weights.get(static_cast<size_t>(rows * k) * (bf16 ? 2 : 4));
+        if (w == nullptr) throw std::runtime_error("out of memory for a weight block");
+        if (bf16) {
+          auto* row_f32 = static_cast<float*>(state.row.get(static_cast<size_t>(k) * sizeof(float)));
+          for (int64_t r = 0; r < rows; ++r) {
+            uint16_t* dst_row = static_cast<uint16_t*>(w) + r * k;
+            if (fp8_values) {
+              f8_e4m3_values_to_bf16(reinterpret_cast<const uint8_t*>(weight.row(r0 + r)), dst_row, k);
             } else {
-              for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
+              onednn_weight_row_to_bf16(weight, r0 + r, dst_row, row_f32);
             }
           }
-          Clock::time_point t1;
-          if (profiling) t1 = Clock::now();
-          std::shared_ptr<const CachedMatmul> mm = get_matmul({m, rows, k, compute_type});
-          void* scratch = state.scratchpad.get(std::max<size_t>(mm->scratchpad_bytes, 64));
-          auto* dst = static_cast<float*>(state.dst.get(static_cast<size_t>(m * rows) * sizeof(float)));
-          if (scratch == nullptr || dst == nullptr) throw std::runtime_error("out of memory for matmul scratch");
-          dnnl::engine& engine = cpu_engine();
-          mm->primitive.execute(*state.stream, {{DNNL_ARG_SRC, dnnl::memory(mm->src, engine, const_cast<void*>(xa))},
-                                                {DNNL_ARG_WEIGHTS, dnnl::memory(mm->weights, engine, w)},
-                                                {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, dst)},
-                                                {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
-          state.stream->wait();
-          for (int64_t t_row = 0; t_row < m; ++t_row) {
-            if (fp8_values) {  // F8_E4M3 scales are per row (QuantScales::group == cols)
-              for (int64_t j = 0; j < rows; ++j)
-                y[t_row * n + r0 + j] = dst[t_row * rows + j] * (token_scales[t_row] * weight.quant.scale[r0 + j]);
-            } else {
-              std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
-            }
-          }
-          if (profiling) {
-            const Clock::time_point t2 = Clock::now();
-            profiles[t].convert_seconds += std::chrono::duration<double>(t1 - t0).count();
-            profiles[t].gemm_seconds += std::chrono::duration<double>(t2 - t1).count();
-            ++profiles[t].blocks;
-          }
+        } else {
+          for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
         }
-      } catch (const dnnl::error& e) {
-        statuses[t] = Status::error(std::string("oneDNN: ") + e.what());
-      } catch (const std::exception& e) {
-        statuses[t] = Status::error(e.what());
       }
-      omp_set_num_threads(saved_omp_threads);
+      Clock::time_point t1;
+      if (profiling) t1 = Clock::now();
+      std::shared_ptr<const CachedMatmul> mm = get_matmul({m, rows, k, compute_type});
+      void* scratch = state.scratchpad.get(std::max<size_t>(mm->scratchpad_bytes, 64));
+      auto* dst = static_cast<float*>(state.dst.get(static_cast<size_t>(m * rows) * sizeof(float)));
+      if (scratch == nullptr || dst == nullptr) throw std::runtime_error("out of memory for matmul scratch");
+      dnnl::engine& engine = cpu_engine();
+      mm->primitive.execute(*state.stream, {{DNNL_ARG_SRC, dnnl::memory(mm->src, engine, const_cast<void*>(xa))},
+                                            {DNNL_ARG_WEIGHTS, dnnl::memory(mm->weights, engine, w)},
+                                            {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, dst)},
+                                            {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
+      state.stream->wait();
+      for (int64_t t_row = 0; t_row < m; ++t_row) {
+        if (fp8_values) {  // F8_E4M3 scales are per row (QuantScales::group == cols)
+          for (int64_t j = 0; j < rows; ++j)
+            y[t_row * n + r0 + j] = dst[t_row * rows + j] * (token_scales[t_row] * weight.quant.scale[r0 + j]);
+        } else {
+          std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
+        }
+      }
+      if (profiling) {
+        const Clock::time_point t2 = Clock::now();
+        profiles[t].convert_seconds += std::chrono::duration<double>(t1 - t0).count();
+        profiles[t].gemm_seconds += std::chrono::duration<double>(t2 - t1).count();
+        ++profiles[t].blocks;
+      }
     });
     if (profiling) {
       std::lock_guard<std::mutex> lock(g_profile_mutex);
@@ -583,10 +567,7 @@ class OneDnnGemm final : public GemmProvider {
         g_profile.blocks += p.blocks;
       }
     }
-    for (Status& s : statuses)
-      if (!s.is_ok())
-        return s.with_context(std::string("gemm provider ") + name_ + ", weight " + weight.name);
-    return Status::ok();
+    return blocks_ok.with_context(std::string("gemm provider ") + name_ + ", weight " + weight.name);
   }
 
   const char* name_;
@@ -623,6 +604,30 @@ const std::vector<GemmProvider*>& onednn_gemm_providers() {
 dnnl::engine& onednn_cpu_engine() { return cpu_engine(); }
 
 bool onednn_debug_enabled() { return debug_enabled(); }
+
+int64_t onednn_block_rows(int64_t n, int threads, int64_t preferred) {
+  const int64_t per_thread = (n + threads - 1) / threads;
+  return per_thread < preferred ? std::max<int64_t>(16, (per_thread + 15) / 16 * 16) : preferred;
+}
+
+Status onednn_run_blocks(ThreadPool& pool, int64_t n_blocks, const std::function<void(int thread, int64_t block)>& run) {
+  std::vector<Status> statuses(pool.thread_count());
+  pool.run([&](int t, int count) {
+    const int saved_omp_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    try {
+      for (int64_t b = n_blocks * t / count; b < n_blocks * (t + 1) / count; ++b) run(t, b);
+    } catch (const dnnl::error& e) {
+      statuses[t] = Status::error(std::string("oneDNN: ") + e.what());
+    } catch (const std::exception& e) {
+      statuses[t] = Status::error(e.what());
+    }
+    omp_set_num_threads(saved_omp_threads);
+  });
+  for (Status& s : statuses)
+    if (!s.is_ok()) return s;
+  return Status::ok();
+}
 
 void set_onednn_gemm_block_rows(int64_t rows) { g_block_rows.store(std::max<int64_t>(16, rows)); }
 

@@ -165,48 +165,26 @@ template <typename OnBlock>
 Status run_blocks(ThreadPool& pool, const uint8_t* u, int64_t m, const int8_t* w_codes, int64_t n, int64_t k,
                   const OnBlock& on_block) {
   onednn_cpu_engine();  // AMX permission and engine before any thread touches oneDNN
-  const int threads = pool.thread_count();
-  int64_t block = g_block_rows.load(std::memory_order_relaxed);
-  const int64_t per_thread = (n + threads - 1) / threads;
-  if (per_thread < block) block = std::max<int64_t>(16, (per_thread + 15) / 16 * 16);
-  const int64_t n_blocks = (n + block - 1) / block;
-
-  std::vector<Status> statuses(threads);
-  pool.run([&](int t, int count) {
-    // oneDNN runs inline on this pool thread (no OpenMP team); the caller's setting is restored.
-    const int saved_omp_threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    try {
-      Int8ThreadState& state = t_int8_state;
-      dnnl::engine& engine = onednn_cpu_engine();
-      if (!state.stream) state.stream.emplace(engine);
-      const int64_t b_begin = n_blocks * t / count, b_end = n_blocks * (t + 1) / count;
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        const int64_t r0 = b * block, rows = std::min(block, n - r0);
-        std::shared_ptr<const CachedInt8Matmul> mm = get_int8_matmul({m, rows, k});
-        void* scratch = grown(state.scratchpad, std::max<size_t>(mm->scratchpad_bytes, 64));
-        int32_t* acc = grown(state.acc, static_cast<size_t>(m * rows));
-        uint32_t* bias = grown(state.bias, static_cast<size_t>(rows));
-        const int8_t* w = w_codes + r0 * k;
-        shift_bias(w, rows, k, bias);
-        mm->primitive.execute(*state.stream,
-                              {{DNNL_ARG_SRC, dnnl::memory(mm->src, engine, const_cast<uint8_t*>(u))},
-                               {DNNL_ARG_WEIGHTS, dnnl::memory(mm->weights, engine, const_cast<int8_t*>(w))},
-                               {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, acc)},
-                               {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
-        state.stream->wait();
-        on_block(r0, rows, acc, bias);
-      }
-    } catch (const dnnl::error& e) {
-      statuses[t] = Status::error(std::string("oneDNN: ") + e.what());
-    } catch (const std::exception& e) {
-      statuses[t] = Status::error(e.what());
-    }
-    omp_set_num_threads(saved_omp_threads);
+  const int64_t block = onednn_block_rows(n, pool.thread_count(), g_block_rows.load(std::memory_order_relaxed));
+  return onednn_run_blocks(pool, (n + block - 1) / block, [&](int, int64_t b) {
+    Int8ThreadState& state = t_int8_state;
+    dnnl::engine& engine = onednn_cpu_engine();
+    if (!state.stream) state.stream.emplace(engine);
+    const int64_t r0 = b * block, rows = std::min(block, n - r0);
+    std::shared_ptr<const CachedInt8Matmul> mm = get_int8_matmul({m, rows, k});
+    void* scratch = grown(state.scratchpad, std::max<size_t>(mm->scratchpad_bytes, 64));
+    int32_t* acc = grown(state.acc, static_cast<size_t>(m * rows));
+    uint32_t* bias = grown(state.bias, static_cast<size_t>(rows));
+    const int8_t* w = w_codes + r0 * k;
+    shift_bias(w, rows, k, bias);
+    mm->primitive.execute(*state.stream,
+                          {{DNNL_ARG_SRC, dnnl::memory(mm->src, engine, const_cast<uint8_t*>(u))},
+                           {DNNL_ARG_WEIGHTS, dnnl::memory(mm->weights, engine, const_cast<int8_t*>(w))},
+                           {DNNL_ARG_DST, dnnl::memory(mm->dst, engine, acc)},
+                           {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
+    state.stream->wait();
+    on_block(r0, rows, acc, bias);
   });
-  for (Status& s : statuses)
-    if (!s.is_ok()) return s;
-  return Status::ok();
 }
 
 // ---- scaling ----------------------------------------------------------------------------------------
