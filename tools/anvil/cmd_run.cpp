@@ -16,7 +16,6 @@
 #include "model/decoder_model.h"
 #include "model/kv_store.h"
 #include "model/load_checkpoint.h"
-#include "model/repack_weights.h"
 #include "quantize_at_load.h"
 
 namespace anvil::cli {
@@ -90,7 +89,7 @@ int run(const RunOptions& options) {
     Status quantized = apply_online_quantization(*checkpoint, **quantization, options.threads);
     if (!quantized) return fail(quantized.message());
   }
-  repack_weights_for_decode(*checkpoint, options.threads);
+  repack_for_decode(*checkpoint, options.threads);
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
   if (!model) return fail(model.status().message());

@@ -17,7 +17,6 @@
 #include "model/decoder_model.h"
 #include "model/kv_store.h"
 #include "model/load_checkpoint.h"
-#include "model/repack_weights.h"
 #include "quantize_at_load.h"
 #include "server/http_server.h"
 #include "server/openai_response.h"
@@ -169,7 +168,7 @@ int serve(const ServeOptions& o) {
     Status quantized = apply_online_quantization(*checkpoint, **quantization, o.threads);
     if (!quantized) return fail(quantized.message());
   }
-  repack_weights_for_decode(*checkpoint, o.threads);
+  repack_for_decode(*checkpoint, o.threads);
   auto shared_checkpoint = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared_checkpoint);
   if (!model) return fail(model.status().message());

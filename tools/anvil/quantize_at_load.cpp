@@ -7,6 +7,7 @@
 
 #include "core/progress.h"
 #include "core/thread_pool.h"
+#include "model/repack_weights.h"
 #include "quant/online_quantization.h"
 #include "quant/quantize_checkpoint.h"
 
@@ -33,6 +34,17 @@ Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& 
              report->quantized_bytes_before() / 1048576.0, report->quantized_bytes_after() / 1048576.0,
              report->mean_relative_rms_error());
   return Status::ok();
+}
+
+void repack_for_decode(Checkpoint& checkpoint, int threads) {
+  const auto start = std::chrono::steady_clock::now();
+  TerminalProgress progress("repacking for decode", true);
+  const RepackReport report = repack_weights_for_decode(checkpoint, threads, progress.callback());
+  progress.finish();
+  if (report.tensors == 0) return;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print(stderr, "anvil: repacked {} Q8_0/Q4_0 weights ({:.1f} MiB) into decode panels in {:.2f} s (ANVIL_REPACK=0: off)\n",
+             report.tensors, report.bytes / 1048576.0, seconds);
 }
 
 }  // namespace anvil::cli

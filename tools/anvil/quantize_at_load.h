@@ -18,6 +18,10 @@ Result<std::optional<QuantizeOptions>> parse_quantization_flag(const std::string
 // Quantizes `checkpoint` in place with a progress bar and one summary line on stderr.
 Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& options, int threads);
 
+// repack_weights_for_decode (model/repack_weights.h) with a progress bar, and one line on stderr
+// when it repacked anything.
+void repack_for_decode(Checkpoint& checkpoint, int threads);
+
 // The help text of the flag, shared by both commands.
 inline constexpr const char* kOnlineQuantizationHelp =
     "Quantize the linear layers at load: fp8, fp8-dynamic (fp8 weights and per-token fp8 activations), w8a8, "
