@@ -46,23 +46,35 @@ PanelBlockPlace panel_block_place(DType panel_dtype, int64_t rows, int64_t k, in
 
 void repack_to_panels(DType ggml_dtype, const std::byte* src, int64_t rows, int64_t k, int64_t panel_begin,
                       int64_t panel_end, std::byte* dst) {
-  const DType panels = panel_dtype_for(ggml_dtype);
   const size_t code_bytes = code_bytes_of(ggml_dtype), block_bytes = code_bytes + kScaleBytes;
+  const size_t vectors = code_bytes / 4;
   const bool q8 = ggml_dtype == DType::Q8_0;
   const int64_t blocks = k / kQK4_0;
   const size_t row_bytes = static_cast<size_t>(blocks) * block_bytes;
-  for (int64_t row = panel_begin * kPanelRows; row < std::min(rows, panel_end * kPanelRows); ++row) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      // GGML blocks (both types): fp16 d, then the codes.
-      const std::byte* block = src + row * row_bytes + b * block_bytes;
-      const PanelBlockPlace place = panel_block_place(panels, rows, k, row, b);
-      std::memcpy(dst + place.scale, block, kScaleBytes);
-      for (size_t v = 0; v < code_bytes / 4; ++v) {
-        std::byte* lane = dst + place.codes + v * place.vector_stride;
-        std::memcpy(lane, block + kScaleBytes + 4 * v, 4);
-        if (q8)  // unsigned codes: the kernels' u8 x s8 dot products take them as they are
-          for (int m = 0; m < 4; ++m) lane[m] ^= std::byte{0x80};
+  // Walks the panel layout in its own order (superblock by superblock, row by row), so the
+  // writes are sequential; each block's place follows from the header's formulas.
+  for (int64_t panel = panel_begin; panel < panel_end && panel * kPanelRows < rows; ++panel) {
+    const int64_t nr = std::min(kPanelRows, rows - panel * kPanelRows);
+    std::byte* out = dst + static_cast<size_t>(panel * kPanelRows) * row_bytes;
+    for (int64_t first = 0; first < blocks; first += kPanelBlocks) {
+      const int64_t nb = std::min(kPanelBlocks, blocks - first);
+      std::byte* scales = out + static_cast<size_t>(nr * nb) * code_bytes;
+      for (int64_t i = 0; i < nr; ++i) {
+        const std::byte* row = src + static_cast<size_t>(panel * kPanelRows + i) * row_bytes;
+        std::byte* codes = out + static_cast<size_t>(i * nb) * code_bytes;
+        for (int64_t j = 0; j < nb; ++j) {
+          // GGML blocks (both types): fp16 d, then the codes.
+          const std::byte* block = row + static_cast<size_t>(first + j) * block_bytes;
+          std::memcpy(scales + (i * nb + j) * kScaleBytes, block, kScaleBytes);
+          for (size_t v = 0; v < vectors; ++v) {
+            uint32_t lane;
+            std::memcpy(&lane, block + kScaleBytes + 4 * v, 4);
+            if (q8) lane ^= 0x80808080u;  // unsigned codes: the kernels' u8 x s8 dots take them as they are
+            std::memcpy(codes + v * 4 * nb + 4 * j, &lane, 4);
+          }
+        }
       }
+      out += static_cast<size_t>(nr * nb) * block_bytes;
     }
   }
 }
