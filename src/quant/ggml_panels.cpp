@@ -81,10 +81,15 @@ void repack_to_panels(DType ggml_dtype, const std::byte* src, int64_t rows, int6
 
 void panel_row_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
                          std::byte* blocks_out) {
+  panel_row_range_to_blocks(panel_dtype, data, rows, k, row, 0, k / kQK4_0, blocks_out);
+}
+
+void panel_row_range_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
+                               int64_t block_begin, int64_t block_end, std::byte* blocks_out) {
   const size_t code_bytes = code_bytes_of(panel_dtype), block_bytes = code_bytes + kScaleBytes;
   const bool q8 = panel_dtype == DType::Q8_0_R4;
-  for (int64_t b = 0; b < k / kQK4_0; ++b) {
-    std::byte* block = blocks_out + b * block_bytes;
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    std::byte* block = blocks_out + (b - block_begin) * block_bytes;
     const PanelBlockPlace place = panel_block_place(panel_dtype, rows, k, row, b);
     std::memcpy(block, data + place.scale, kScaleBytes);
     for (size_t v = 0; v < code_bytes / 4; ++v) {

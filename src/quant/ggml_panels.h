@@ -51,6 +51,9 @@ void repack_to_panels(DType ggml_dtype, const std::byte* src, int64_t rows, int6
 // Row `row` of a (rows, k) panel tensor as the k/32 GGML blocks it was made from (bit for bit).
 void panel_row_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
                          std::byte* blocks);
+// The same for blocks [block_begin, block_end) of the row only, written from `blocks[0]` on.
+void panel_row_range_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
+                               int64_t block_begin, int64_t block_end, std::byte* blocks);
 
 // DTypeInfo::to_float of the panel types: a one-row tensor (n elements).
 void dequantize_row_q8_0_r4(const void* src, float* dst, int64_t n);

@@ -238,16 +238,7 @@ ANVIL_TARGET_BF16 void panels_to_bf16_avx512(const Tensor& weight, int64_t r, ui
   const int64_t tail = blocks - whole * kPanelBlocks;
   if (tail == 0) return;
   alignas(64) std::byte rebuilt[kPanelBlocks * sizeof(BlockQ8_0)];
-  for (int64_t j = 0; j < tail; ++j) {
-    const PanelBlockPlace place = panel_block_place(weight.dtype, rows, k, r, whole * kPanelBlocks + j);
-    std::byte* block = rebuilt + j * block_bytes;
-    std::memcpy(block, weight.data + place.scale, 2);
-    for (size_t v = 0; v < code_bytes / 4; ++v) {
-      std::memcpy(block + 2 + 4 * v, weight.data + place.codes + v * place.vector_stride, 4);
-      if (q8)
-        for (int m = 0; m < 4; ++m) block[2 + 4 * v + m] ^= std::byte{0x80};
-    }
-  }
+  panel_row_range_to_blocks(weight.dtype, weight.data, rows, k, r, whole * kPanelBlocks, blocks, rebuilt);
   uint16_t* out = dst + whole * kPanelBlocks * kQK4_0;
   if (q8) q8_0_to_bf16_avx512(rebuilt, out, tail * kQK8_0);
   else q4_0_to_bf16_avx512(rebuilt, out, tail * kQK4_0);
