@@ -46,9 +46,9 @@ constexpr int64_t kKernelBenchMaxGemvTokens = 8;
 
 struct KernelBenchOptions {
   std::vector<std::string> kernels = kernel_bench_kernels();
-  // Q8_0_R4 / Q4_0_R4: Q8_0 / Q4_0 in the panels decode runs them in (quant/ggml_panels.h).
+  // Q8_0_R4 / Q4_0_R4 / Q4_K_R4: Q8_0 / Q4_0 / Q4_K in the panels decode runs them in (quant/ggml_panels.h).
   std::vector<DType> dtypes = {DType::F32,  DType::F16,  DType::BF16,    DType::Q8_0, DType::Q4_0,    DType::Q4_K,
-                               DType::Q6_K, DType::F8_E4M3, DType::I8, DType::I4,   DType::Q8_0_R4, DType::Q4_0_R4};
+                               DType::Q6_K, DType::F8_E4M3, DType::I8, DType::I4,   DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4};
   std::vector<MatrixShape> shapes;                  // empty: model.matrices()
   std::vector<int64_t> gemv_tokens = {1};           // "gemv": matmul_gemv, GB/s of weight bytes
   std::vector<int64_t> gemm_tokens = {512};         // "gemm": each provider, GFLOP/s

@@ -64,6 +64,7 @@ const std::array<DTypeInfo, static_cast<size_t>(DType::Count)> kDTypeTable = {{
     // blocks reordered); there is no quantizer: repack_to_panels makes them from GGML blocks.
     {DType::Q8_0_R4, "Q8_0_R4", kQK8_0, sizeof(BlockQ8_0), 8, dequantize_row_q8_0_r4, nullptr, false},
     {DType::Q4_0_R4, "Q4_0_R4", kQK4_0, sizeof(BlockQ4_0), 2, dequantize_row_q4_0_r4, nullptr, false},
+    {DType::Q4_K_R4, "Q4_K_R4", kQK_K, sizeof(BlockQ4_K), 12, dequantize_row_q4_k_r4, nullptr, false},
 }};
 
 // ggml's type ids and names, including types anvil cannot read, for error messages.

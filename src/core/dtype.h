@@ -16,10 +16,13 @@ namespace anvil {
 //   I8       one int8 per element, codes in [-127, 127]; one scale per row
 //   I4       two unsigned 4-bit codes per byte, low nibble first (quant/int4_codes.h); one
 //            scale per group of 32/64/128 elements, plus a zero point per group when asymmetric
-// Q8_0_R4 and Q4_0_R4 are Q8_0 and Q4_0 weights repacked in memory for the decode kernels (4-row
-// panels, quant/ggml_panels.h): the same bytes per weight, never in a file, and not row-major, so
-// rows are read through weight_row_to_f32 (compute/cpu/matmul.h), never through Tensor::row.
-enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, F8_E4M3, I8, I4, Q8_0_R4, Q4_0_R4, Count };
+// Q8_0_R4, Q4_0_R4 and Q4_K_R4 are Q8_0, Q4_0 and Q4_K weights repacked in memory for the decode
+// kernels (4-row panels, quant/ggml_panels.h): the same bytes per weight, never in a file, and not
+// row-major, so rows are read through weight_row_to_f32 (compute/cpu/matmul.h), never through
+// Tensor::row.
+enum class DType : uint8_t {
+  F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, F8_E4M3, I8, I4, Q8_0_R4, Q4_0_R4, Q4_K_R4, Count
+};
 
 // GGUF type ids for the scaled types. I8 is ggml's own id; ggml has no FP8 or packed-int4 type
 // with external scales, so those take Anvil-private ids ("AN" + n) far above ggml's range:
@@ -56,18 +59,20 @@ inline size_t dtype_bytes(DType dtype, int64_t n) {
 
 inline bool dtype_has_external_scales(DType dtype) { return dtype_info(dtype).external_scales; }
 // GGML block formats (Q8_0, Q4_K, ...): scales inside the bytes, llama.cpp-readable (the panel
-// layouts Q8_0_R4 / Q4_0_R4 hold the same blocks and count as GGML types too).
+// layouts Q8_0_R4 / Q4_0_R4 / Q4_K_R4 hold the same blocks and count as GGML types too).
 inline bool dtype_is_ggml_block(DType dtype) {
   return dtype_info(dtype).block_elems > 1 && !dtype_info(dtype).external_scales;
 }
-// Q8_0_R4 / Q4_0_R4: an in-memory layout of decode-kernel panels, not a storage type.
-inline bool dtype_is_panels(DType dtype) { return dtype == DType::Q8_0_R4 || dtype == DType::Q4_0_R4; }
+// Q8_0_R4 / Q4_0_R4 / Q4_K_R4: an in-memory layout of decode-kernel panels, not a storage type.
+inline bool dtype_is_panels(DType dtype) {
+  return dtype == DType::Q8_0_R4 || dtype == DType::Q4_0_R4 || dtype == DType::Q4_K_R4;
+}
 
 // Never returns a panel layout (files hold row-major GGML blocks).
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type);
 // Name of any ggml type id, including the ones anvil cannot read ("Q5_1"), or "type 99".
 std::string ggml_type_name(uint32_t ggml_type);
-// Parses "f32", "F16", "bf16", "q8_0", ... (case-insensitive); "q4_0_r4" and "q8_0_r4" only with
+// Parses "f32", "F16", "bf16", "q8_0", ... (case-insensitive); the panel layouts ("q4_0_r4") only with
 // `panels` (the kernel benchmark), since no file or model spec can hold them.
 std::optional<DType> dtype_from_name(const std::string& name, bool panels = false);
 

@@ -126,6 +126,7 @@ uint32_t file_type_for(DType dtype) {
     case DType::I4: return 1024;
     case DType::Q8_0_R4:  // refused by check_tensor: never written
     case DType::Q4_0_R4:
+    case DType::Q4_K_R4:
     case DType::Count: break;
   }
   return 0;

@@ -1,4 +1,4 @@
-// repack_weights_for_decode: GGML rows -> 4-row panels for every Q8_0 / Q4_0 matrix.
+// repack_weights_for_decode: GGML rows -> 4-row panels for every Q8_0 / Q4_0 / Q4_K matrix.
 #include "model/repack_weights.h"
 
 #include <sys/mman.h>
@@ -24,7 +24,7 @@ bool repack_disabled() {
 }
 
 bool repackable(const Tensor& t) {
-  return t.shape.size() == 2 && (t.dtype == DType::Q8_0 || t.dtype == DType::Q4_0) && gemv_prefers_panels(t.dtype);
+  return t.shape.size() == 2 && gemv_prefers_panels(t.dtype);
 }
 
 // Drops the checkpoint's hold on the buffer that starts at `data` when nothing else holds it

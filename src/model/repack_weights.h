@@ -1,4 +1,4 @@
-// Repacking a checkpoint's Q8_0 / Q4_0 matrices into the decode kernels' panel layouts at load.
+// Repacking a checkpoint's Q8_0 / Q4_0 / Q4_K matrices into the decode kernels' panel layouts at load.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@ struct RepackReport {
   uint64_t bytes = 0;   // their bytes (the same as before: panels hold the same blocks)
 };
 
-// Replaces every 2-D Q8_0 / Q4_0 tensor of `checkpoint` with its Q8_0_R4 / Q4_0_R4 panels
+// Replaces every 2-D Q8_0 / Q4_0 / Q4_K tensor of `checkpoint` with its Q8_0_R4 / Q4_0_R4 / Q4_K_R4 panels
 // (quant/ggml_panels.h) where the active ISA has panel kernels (gemv_prefers_panels), so decode
 // streams one sequential run of aligned code vectors per 4 rows. Everything else that reads
 // weights (prefill's oneDNN conversion, embedding lookups, quantizers) reads panels through

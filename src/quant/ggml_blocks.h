@@ -38,6 +38,19 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// Q4_K packs 8 (scale, min) pairs of 6 bits into 12 bytes: pairs 0..3 use the low 6 bits of
+// bytes 0..3 (scales) and 4..7 (mins); pairs 4..7 keep their low 4 bits in bytes 8..11 and their
+// top 2 bits in the spare top bits of bytes 0..7.
+inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = static_cast<uint8_t>((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+    *min = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 // n must be a multiple of the block size.
 void dequantize_row_q8_0(const void* src, float* dst, int64_t n);
 void dequantize_row_q4_0(const void* src, float* dst, int64_t n);

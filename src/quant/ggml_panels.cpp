@@ -18,19 +18,94 @@ size_t code_bytes_of(DType dtype) {
   return dtype == DType::Q8_0 || dtype == DType::Q8_0_R4 ? sizeof(BlockQ8_0::qs) : sizeof(BlockQ4_0::qs);
 }
 
+// Q4_K_R4 (layout in the header): the 16 head bytes of a block, and the 128 code bytes.
+constexpr size_t kQ4KHeadBytes = sizeof(BlockQ4_K) - sizeof(BlockQ4_K::qs);
+static_assert(kQ4KHeadBytes == 16);
+
+// Q4_K block `block` of row `row` in a (rows, k) Q4_K_R4 tensor: its head, and its sub-block
+// jj's code lane (vector v's lane is `vector_stride` x v further) is codes + 4 x jj.
+struct Q4KPanelPlace {
+  size_t codes;
+  size_t vector_stride;
+  size_t head;
+};
+Q4KPanelPlace q4k_panel_place(int64_t rows, int64_t k, int64_t row, int64_t block) {
+  const int64_t blocks = k / kQK_K;
+  const int64_t panel = row / kPanelRows, i = row % kPanelRows;
+  const int64_t nr = std::min(kPanelRows, rows - panel * kPanelRows);
+  const int64_t s = block / kPanelQ4KBlocks, c = block % kPanelQ4KBlocks;
+  const int64_t nk = std::min(kPanelQ4KBlocks, blocks - s * kPanelQ4KBlocks), nb = 8 * nk;
+  const size_t step =
+      static_cast<size_t>(panel * kPanelRows * blocks + s * nr * kPanelQ4KBlocks) * sizeof(BlockQ4_K);
+  const size_t codes = step + static_cast<size_t>(i * nb) * 16 + 4 * static_cast<size_t>(8 * c);
+  const size_t head = step + static_cast<size_t>(nr * nb) * 16 + static_cast<size_t>(i * nk + c) * kQ4KHeadBytes;
+  return {codes, static_cast<size_t>(nb) * 4, head};
+}
+
+// Element e of sub-block jj of a Q4_K block: low nibbles hold the even sub-blocks of each 64.
+uint8_t q4k_code(const BlockQ4_K& b, int jj, int e) {
+  return static_cast<uint8_t>((b.qs[32 * (jj / 2) + e] >> (4 * (jj % 2))) & 0x0F);
+}
+
+void repack_q4k_to_panels(const std::byte* src, int64_t rows, int64_t k, int64_t panel_begin, int64_t panel_end,
+                          std::byte* dst) {
+  const int64_t blocks = k / kQK_K;
+  const size_t row_bytes = static_cast<size_t>(blocks) * sizeof(BlockQ4_K);
+  for (int64_t row = panel_begin * kPanelRows; row < std::min(rows, panel_end * kPanelRows); ++row) {
+    const auto* in = reinterpret_cast<const BlockQ4_K*>(src + static_cast<size_t>(row) * row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Q4KPanelPlace place = q4k_panel_place(rows, k, row, b);
+      std::memcpy(dst + place.head, &in[b], kQ4KHeadBytes);
+      for (int jj = 0; jj < 8; ++jj)
+        for (int v = 0; v < 4; ++v)
+          for (int m = 0; m < 4; ++m) {
+            const uint8_t lo = q4k_code(in[b], jj, 4 * v + m), hi = q4k_code(in[b], jj, 16 + 4 * v + m);
+            dst[place.codes + 4 * jj + v * place.vector_stride + m] = std::byte(lo | hi << 4);
+          }
+    }
+  }
+}
+
+void q4k_panel_row_to_blocks(const std::byte* data, int64_t rows, int64_t k, int64_t row, int64_t block_begin,
+                             int64_t block_end, std::byte* blocks_out) {
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    BlockQ4_K block;
+    const Q4KPanelPlace place = q4k_panel_place(rows, k, row, b);
+    std::memcpy(&block, data + place.head, kQ4KHeadBytes);
+    for (int jj = 0; jj < 8; ++jj)
+      for (int v = 0; v < 4; ++v)
+        for (int m = 0; m < 4; ++m) {
+          const auto byte = static_cast<uint8_t>(data[place.codes + 4 * jj + v * place.vector_stride + m]);
+          for (int half = 0; half < 2; ++half) {  // element 4v+m, then 16+4v+m
+            uint8_t& q = block.qs[32 * (jj / 2) + 16 * half + 4 * v + m];
+            const int shift = 4 * (jj % 2);
+            q = static_cast<uint8_t>((q & ~(0x0F << shift)) | (((byte >> (4 * half)) & 0x0F) << shift));
+          }
+        }
+    std::memcpy(blocks_out + (b - block_begin) * sizeof(BlockQ4_K), &block, sizeof(BlockQ4_K));
+  }
+}
+
 }  // namespace
 
 DType panel_dtype_for(DType ggml_dtype) {
-  assert(ggml_dtype == DType::Q8_0 || ggml_dtype == DType::Q4_0);
-  return ggml_dtype == DType::Q8_0 ? DType::Q8_0_R4 : DType::Q4_0_R4;
+  switch (ggml_dtype) {
+    case DType::Q8_0: return DType::Q8_0_R4;
+    case DType::Q4_0: return DType::Q4_0_R4;
+    default: assert(ggml_dtype == DType::Q4_K); return DType::Q4_K_R4;
+  }
 }
 
 DType ggml_dtype_of_panels(DType panel_dtype) {
-  assert(dtype_is_panels(panel_dtype));
-  return panel_dtype == DType::Q8_0_R4 ? DType::Q8_0 : DType::Q4_0;
+  switch (panel_dtype) {
+    case DType::Q8_0_R4: return DType::Q8_0;
+    case DType::Q4_0_R4: return DType::Q4_0;
+    default: assert(panel_dtype == DType::Q4_K_R4); return DType::Q4_K;
+  }
 }
 
 PanelBlockPlace panel_block_place(DType panel_dtype, int64_t rows, int64_t k, int64_t row, int64_t block) {
+  assert(panel_dtype == DType::Q8_0_R4 || panel_dtype == DType::Q4_0_R4);
   const size_t code_bytes = code_bytes_of(panel_dtype);
   const size_t block_bytes = code_bytes + kScaleBytes;
   const int64_t blocks = k / kQK4_0;
@@ -46,6 +121,7 @@ PanelBlockPlace panel_block_place(DType panel_dtype, int64_t rows, int64_t k, in
 
 void repack_to_panels(DType ggml_dtype, const std::byte* src, int64_t rows, int64_t k, int64_t panel_begin,
                       int64_t panel_end, std::byte* dst) {
+  if (ggml_dtype == DType::Q4_K) return repack_q4k_to_panels(src, rows, k, panel_begin, panel_end, dst);
   const size_t code_bytes = code_bytes_of(ggml_dtype), block_bytes = code_bytes + kScaleBytes;
   const size_t vectors = code_bytes / 4;
   const bool q8 = ggml_dtype == DType::Q8_0;
@@ -81,11 +157,13 @@ void repack_to_panels(DType ggml_dtype, const std::byte* src, int64_t rows, int6
 
 void panel_row_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
                          std::byte* blocks_out) {
-  panel_row_range_to_blocks(panel_dtype, data, rows, k, row, 0, k / kQK4_0, blocks_out);
+  panel_row_range_to_blocks(panel_dtype, data, rows, k, row, 0, k / dtype_info(panel_dtype).block_elems, blocks_out);
 }
 
 void panel_row_range_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
                                int64_t block_begin, int64_t block_end, std::byte* blocks_out) {
+  if (panel_dtype == DType::Q4_K_R4)
+    return q4k_panel_row_to_blocks(data, rows, k, row, block_begin, block_end, blocks_out);
   const size_t code_bytes = code_bytes_of(panel_dtype), block_bytes = code_bytes + kScaleBytes;
   const bool q8 = panel_dtype == DType::Q8_0_R4;
   for (int64_t b = block_begin; b < block_end; ++b) {
@@ -111,6 +189,12 @@ void dequantize_row_q4_0_r4(const void* src, float* dst, int64_t n) {
   std::vector<std::byte> blocks(static_cast<size_t>(n / kQK4_0) * sizeof(BlockQ4_0));
   panel_row_to_blocks(DType::Q4_0_R4, static_cast<const std::byte*>(src), 1, n, 0, blocks.data());
   dequantize_row_q4_0(blocks.data(), dst, n);
+}
+
+void dequantize_row_q4_k_r4(const void* src, float* dst, int64_t n) {
+  std::vector<std::byte> blocks(static_cast<size_t>(n / kQK_K) * sizeof(BlockQ4_K));
+  panel_row_to_blocks(DType::Q4_K_R4, static_cast<const std::byte*>(src), 1, n, 0, blocks.data());
+  dequantize_row_q4_k(blocks.data(), dst, n);
 }
 
 }  // namespace anvil

@@ -46,7 +46,9 @@ bool is_float(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 |
 std::vector<int64_t> widths(DType dtype) {
   if (is_float(dtype)) return {67, 200};
   // 32-blocks: 3, 7, 8 and 11 blocks (the AVX-512 Q8_0/Q4_0 kernels take 4 at a time, then 2, then 1).
-  // Panels: 3 and 11 blocks (one partial superblock), 16 (one whole), 33 (two whole + 1 block).
+  // Panels: 3 and 11 blocks (one partial superblock), 16 (one whole), 33 (two whole + 1 block);
+  // Q4_K_R4: one Q4_K block (half a superblock), two (one whole), five (two whole + a half).
+  if (dtype == DType::Q4_K_R4) return {256, 512, 1280};
   if (dtype_is_panels(dtype)) return {96, 352, 512, 1056};
   if (dtype_info(dtype).block_elems == 32) return {96, 224, 256, 352};
   return {256, 768};
@@ -158,7 +160,7 @@ TEST(Gemv, EveryDtypePathTokensShapeAndThreadCountMatchesReference) {
   std::printf("%-6s %-14s %12s %12s %10s  (max over tokens {1,2,3,8,11}, widths, threads {1,2})\n", "dtype", "path",
               "err_gauss", "err_outlier", "err/bound");
   for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K,
-                      DType::Q8_0_R4, DType::Q4_0_R4}) {
+                      DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4}) {
     // 13 rows: not a multiple of any kernel's row blocking (4, 2), and uneven across 2 threads.
     std::vector<Weights> weights;
     for (int64_t k : widths(dtype)) weights.push_back(make_weights(dtype, 13, k, rng));
@@ -197,7 +199,7 @@ TEST(Gemv, EveryDtypePathTokensShapeAndThreadCountMatchesReference) {
 TEST(Gemv, SimdPathsAgreeWithScalarPath) {
   std::mt19937 rng(11);
   for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K,
-                      DType::Q8_0_R4, DType::Q4_0_R4}) {
+                      DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4}) {
     const int64_t k = widths(dtype).back(), rows = 9, n_tokens = 3;
     const Weights w = make_weights(dtype, rows, k, rng);
     const std::vector<float> x = make_activations(n_tokens, k, rng);
@@ -219,11 +221,41 @@ TEST(Gemv, SimdPathsAgreeWithScalarPath) {
   }
 }
 
+// A panel layout multiplies as its GGML type does (same codes, exact integer dots): only the f32
+// order of summing blocks differs.
+TEST(Gemv, PanelsGiveTheResultsOfTheirGgmlRows) {
+  std::mt19937 rng(13);
+  for (DType dtype : {DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4}) {
+    for (int64_t k : widths(dtype)) {
+      const int64_t rows = 13;
+      const DType ggml = ggml_dtype_of_panels(dtype);
+      std::mt19937 same = rng;
+      const Weights w = make_weights(ggml, rows, k, same);
+      const Weights p = make_weights(dtype, rows, k, rng);
+      for (int64_t n_tokens : {1, 3, 5}) {
+        const std::vector<float> x = make_activations(n_tokens, k, rng);
+        GemvActivations a_rows, a_panels;
+        gemv_prepare(ggml, x.data(), n_tokens, k, a_rows);
+        gemv_prepare(dtype, x.data(), n_tokens, k, a_panels);
+        std::vector<float> y_rows(n_tokens * rows), y_panels(n_tokens * rows);
+        gemv_rows(w.tensor, a_rows, 0, rows, y_rows.data(), rows);
+        gemv_rows(p.tensor, a_panels, 0, rows, y_panels.data(), rows);
+        float max_abs = 0;
+        for (float v : y_rows) max_abs = std::max(max_abs, std::fabs(v));
+        for (size_t i = 0; i < y_rows.size(); ++i)
+          ASSERT_NEAR(y_panels[i], y_rows[i], 2e-6f * max_abs)
+              << dtype_name(dtype) << " k=" << k << " tokens=" << n_tokens << " i=" << i;
+      }
+    }
+  }
+}
+
 // The prepared activations are identical whichever ISA quantized them.
 TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
   std::mt19937 rng(3);
   const std::vector<float> x = make_activations(3, 512, rng);
-  for (DType dtype : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q8_0_R4, DType::Q4_0_R4}) {
+  for (DType dtype :
+       {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4}) {
     std::vector<GemvActivations> prepared;
     for (const Path& path : available_paths()) {
       set_isa_cap(path.cap, path.subfeatures);
@@ -242,6 +274,7 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
       EXPECT_TRUE(prepared[p].q_panel == prepared[0].q_panel) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].scale_panel == prepared[0].scale_panel) << dtype_name(dtype);
       EXPECT_TRUE(prepared[p].bias_panel == prepared[0].bias_panel) << dtype_name(dtype);
+      EXPECT_TRUE(prepared[p].min_panel == prepared[0].min_panel) << dtype_name(dtype);
     }
   }
 }
@@ -250,7 +283,8 @@ TEST(Gemv, PreparedActivationsIdenticalAcrossPaths) {
 // the row-blocked passes give each token exactly what it gets alone.
 TEST(Gemv, ManyTokensOverManyRowBlocksEqualOneTokenAtATime) {
   std::mt19937 rng(5);
-  for (DType dtype : {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q8_0_R4, DType::Q4_0_R4}) {
+  for (DType dtype :
+       {DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q8_0_R4, DType::Q4_0_R4, DType::Q4_K_R4}) {
     const int64_t k = 2048, rows = 700, n_tokens = 21;
     const Weights w = make_weights(dtype, rows, k, rng);
     const std::vector<float> x = make_activations(n_tokens, k, rng);

@@ -7,6 +7,7 @@
 
 #include "compute/cpu/gemv_kernels.h"
 #include "compute/cpu/isa.h"
+#include "quant/ggml_panels.h"
 #include "quant/int8_w8a8.h"
 
 namespace anvil {
@@ -78,6 +79,7 @@ void prepare_panels(int64_t n_tokens, int64_t k, GemvActivations& out) {
   out.q_panel.assign(n_tokens * superblocks * 512, 0);
   out.scale_panel.assign(n_tokens * superblocks * 16, 0.0f);
   out.bias_panel.assign(n_tokens * superblocks * 16, 0);
+  out.min_panel.assign(out.min_term.empty() ? 0 : n_tokens * superblocks * 16, 0.0f);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t block = t * blocks + b, lane = (t * superblocks + b / 16) * 16 + b % 16;
@@ -88,6 +90,7 @@ void prepare_panels(int64_t n_tokens, int64_t k, GemvActivations& out) {
       int32_t bias = 0;
       for (int m = 0; m < kLanesPerBlock; ++m) bias += out.bias[block * kLanesPerBlock + m];
       out.bias_panel[lane] = bias;
+      if (!out.min_term.empty()) out.min_panel[lane] = out.min_term[(block / 8) * 16 + 8 + block % 8];
     }
   }
 }
@@ -98,9 +101,8 @@ bool gemv_supports(DType weight_dtype) { return scalar_kernel(weight_dtype) != n
 
 bool gemv_prefers_panels(DType ggml_dtype) {
 #if defined(__x86_64__)
-  if (ggml_dtype != DType::Q8_0 && ggml_dtype != DType::Q4_0) return false;
-  return active_isa() >= Isa::Avx512 &&
-         avx512_panel_kernel(ggml_dtype == DType::Q8_0 ? DType::Q8_0_R4 : DType::Q4_0_R4, isa_has_avx512_vnni()) != nullptr;
+  if (ggml_dtype != DType::Q8_0 && ggml_dtype != DType::Q4_0 && ggml_dtype != DType::Q4_K) return false;
+  return active_isa() >= Isa::Avx512 && avx512_panel_kernel(panel_dtype_for(ggml_dtype), isa_has_avx512_vnni()) != nullptr;
 #else
   (void)ggml_dtype;
   return false;
@@ -138,7 +140,7 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
     return;
   }
   const int64_t blocks = n_tokens * k / kBlock;
-  const bool k_quant = weight_dtype == DType::Q4_K;
+  const bool k_quant = weight_dtype == DType::Q4_K || weight_dtype == DType::Q4_K_R4;
   out.q.resize(n_tokens * k);
   out.scale.resize(blocks * kLanesPerBlock);
   out.bias.resize(blocks * kLanesPerBlock);
@@ -184,6 +186,7 @@ void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t 
     out.q_panel.clear();
     out.scale_panel.clear();
     out.bias_panel.clear();
+    out.min_panel.clear();
   }
 }
 
@@ -243,6 +246,7 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
           args.xq_panel = x.q_panel.data() + t0 * superblocks * 512;
           args.xscale_panel = x.scale_panel.data() + t0 * superblocks * 16;
           args.xbias_panel = x.bias_panel.data() + t0 * superblocks * 16;
+          if (!x.min_panel.empty()) args.xmin_panel = x.min_panel.data() + t0 * superblocks * 16;
         }
       }
       args.row_begin = r0;

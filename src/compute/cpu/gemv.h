@@ -72,14 +72,16 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 // so one 64-byte weight vector per half-block set meets its activations lane for lane, and both
 // halves accumulate into the same int32 lanes (4 per block) before one conversion and scaling.
 //
-// The panel layouts Q8_0_R4 / Q4_0_R4 (quant/ggml_panels.h) get the codes in their order, per
+// The panel layouts Q8_0_R4 / Q4_0_R4 / Q4_K_R4 (quant/ggml_panels.h) get the codes in their order, per
 // token t and superblock s of 16 blocks (S = panel_superblocks(k); a last partial superblock is
 // padded with zero codes, scales and biases):
 //   q_panel[(t*S + s)*512 + 64w + 4j + m]  element 4w+m of block 16s+j   (w < 8, m < 4)
 //   scale_panel[(t*S + s)*16 + j]          block 16s+j's scale
 //   bias_panel[(t*S + s)*16 + j]           -offset * the sum of block 16s+j's 32 codes
 // so code vector w of a weight row's superblock (Q8_0_R4), or the low (w < 4) and high (w - 4)
-// nibbles of its vector w % 4 (Q4_0_R4), meet x vector w lane for lane: one int32 lane per block.
+// nibbles of its vector w % 4 (Q4_0_R4, Q4_K_R4), meet x vector w lane for lane: one int32 lane per
+// block. Q4_K_R4's lanes are its 32-element sub-blocks (bias 0), and it also gets
+//   min_panel[(t*S + s)*16 + j]            sub-block 16s+j's min term (min_term's lane 8 + j % 8)
 struct GemvActivations {
   DType weight_dtype = DType::F32;
   int64_t n_tokens = 0;
@@ -97,12 +99,13 @@ struct GemvActivations {
   GemvBuffer<int8_t> q_panel;       // Q8_0_R4 and Q4_0_R4
   GemvBuffer<float> scale_panel;
   GemvBuffer<int32_t> bias_panel;
+  GemvBuffer<float> min_panel;      // Q4_K_R4
 };
 
 // True when gemv supports weights of this dtype (today: every DType).
 bool gemv_supports(DType weight_dtype);
 
-// True when the active ISA has decode kernels for the panel layout of this GGML type (Q8_0, Q4_0),
+// True when the active ISA has decode kernels for the panel layout of this GGML type (Q8_0, Q4_0, Q4_K),
 // i.e. when repacking such weights at load (model/repack_weights.h) makes decode faster; other
 // paths run panels through the scalar kernel.
 bool gemv_prefers_panels(DType ggml_dtype);

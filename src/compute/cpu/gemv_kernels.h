@@ -32,9 +32,10 @@ struct GemvArgs {
                                   // in xbias one int32 per token: -128 * the sum of its codes)
   const float* xf_permuted;       // F8_E4M3 and I4: xf in the order their AVX-512 kernels unpack
                                   // codes (GemvActivations::f32_permuted), stride k
-  const int8_t* xq_panel;         // Q8_0_R4/Q4_0_R4 (GemvActivations::q_panel), stride superblocks*512
+  const int8_t* xq_panel;         // panel layouts (GemvActivations::q_panel), stride superblocks*512
   const float* xscale_panel;      // stride superblocks*16
   const int32_t* xbias_panel;     // stride superblocks*16
+  const float* xmin_panel;        // Q4_K_R4 only, stride superblocks*16
   int64_t rows;                   // the weight's rows (panel geometry)
   // Scaled weights (F8_E4M3, I8, I4; core/quant_scales.h): row r's scales (and zero points)
   // start at r * (k / wgroup); wgroup == k for F8_E4M3 and I8 (one scale per row).
@@ -70,8 +71,8 @@ GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi);
 // The scaled types' kernels (arch/x86/gemv_scaled_*.cpp), consulted by the two above.
 GemvKernel avx2_scaled_kernel(DType dtype);
 GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi);
-// The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 (with or without VNNI),
-// Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
+// The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 and Q4_K_R4 (with or without
+// VNNI), Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
 GemvKernel avx512_panel_kernel(DType dtype, bool vnni);
 
 // Quantizes n_blocks blocks of 32 floats into codes, per-lane scales and biases (and, when

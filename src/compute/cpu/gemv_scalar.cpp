@@ -127,6 +127,20 @@ void q4_k_rows(const GemvArgs& a) {
   }
 }
 
+// Q4_K panels: each row's Q4_K blocks gathered back, then the arithmetic above.
+void q4_k_r4_rows(const GemvArgs& a) {
+  std::vector<BlockQ4_K> blocks(static_cast<size_t>(a.k / kQK_K));
+  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
+    panel_row_to_blocks(DType::Q4_K_R4, a.w, a.rows, a.k, r, reinterpret_cast<std::byte*>(blocks.data()));
+    GemvArgs one = a;
+    one.w = reinterpret_cast<const std::byte*>(blocks.data());
+    one.row_begin = 0;
+    one.row_end = 1;
+    one.y = a.y + r;
+    q4_k_rows(one);
+  }
+}
+
 // Q6_K: w = d*sc_g*(u - 32), u in [0, 63], one int8 scale per 16 elements.
 void q6_k_rows(const GemvArgs& a) {
   const int64_t supers = a.k / kQK_K;
@@ -228,6 +242,7 @@ GemvKernel scalar_kernel(DType dtype) {
     case DType::I4: return i4_rows;
     case DType::Q8_0_R4: return q8_0_r4_rows;
     case DType::Q4_0_R4: return q4_0_r4_rows;
+    case DType::Q4_K_R4: return q4_k_r4_rows;
     default: return nullptr;
   }
 }

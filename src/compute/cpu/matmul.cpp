@@ -30,7 +30,8 @@ void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
     case DType::I8:
     case DType::I4: dequantize_scaled_row(weight, row, dst); break;
     case DType::Q8_0_R4:
-    case DType::Q4_0_R4: {  // panels: the row's blocks gathered back first
+    case DType::Q4_0_R4:
+    case DType::Q4_K_R4: {  // panels: the row's blocks gathered back first
       thread_local std::vector<std::byte> blocks;
       const DType ggml = ggml_dtype_of_panels(weight.dtype);
       blocks.resize(dtype_bytes(ggml, cols));

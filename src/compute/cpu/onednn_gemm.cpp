@@ -163,10 +163,10 @@ ANVIL_TARGET_BF16 void q4_0_to_bf16_avx512(const void* src, uint16_t* dst, int64
   }
 }
 
-// Panels (quant/ggml_panels.h): per whole superblock, the row's 4 (Q4_0) or 2 x 4 (Q8_0) code
-// vectors are transposed back into the 16 blocks' code runs (lane j of vectors 0..3 is block j's
-// 16 bytes) and converted in registers as q4_0/q8_0_to_bf16_avx512 convert a block; a last
-// partial superblock is rebuilt as GGML blocks and goes through those converters.
+// Panels (quant/ggml_panels.h): per whole superblock, the row's 4 (Q4_0, Q4_K) or 2 x 4 (Q8_0)
+// code vectors are transposed back into the 16 blocks' code runs (lane j of vectors 0..3 is block
+// j's 16 bytes) and converted in registers as q4_0/q8_0_to_bf16_avx512 and dequantize_row_q4_k
+// convert a block; a last partial superblock is rebuilt as GGML blocks and goes through those.
 // out[m]'s 128-bit lane L: block 4L + m's bytes from the four vectors at `vectors`.
 ANVIL_TARGET_BF16 inline void transpose_code_lanes(const std::byte* vectors, __m512i (&out)[4]) {
   __m512i c[4];
@@ -185,43 +185,83 @@ ANVIL_TARGET_BF16 inline __m128i lane128(__m512i v) {
   return _mm512_extracti32x4_epi32(v, L);
 }
 
+enum class PanelCodes { Q8_0, Q4_0, Q4_K };
+
 // The 4 blocks 4L + m (m = 0..3) of a whole superblock: codes in lane L of the transposed vectors
-// (Q8_0: lo = bytes 0..15, hi = bytes 16..31, unsigned), scales in `d` (16 floats).
-template <int L, bool kQ8>
+// (Q8_0: lo = bytes 0..15, hi = bytes 16..31, unsigned), scales in `d` (16 floats; Q4_K: d x the
+// sub-block's scale, with dmin x its min in `mins`).
+template <int L, PanelCodes kCodes>
 ANVIL_TARGET_BF16 inline void panel_lane_blocks_to_bf16(const __m512i (&lo)[4], const __m512i (&hi)[4], __m512 d,
-                                                        uint16_t* dst) {
+                                                        __m512 mins, uint16_t* dst) {
   for (int m = 0; m < 4; ++m) {
     const int j = 4 * L + m;
     const __m512 scale = _mm512_permutexvar_ps(_mm512_set1_epi32(j), d);
     __m512 v0, v1;
-    if constexpr (kQ8) {
+    if constexpr (kCodes == PanelCodes::Q8_0) {
       const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));  // back to signed codes
-      v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(lo[m]), flip)));
-      v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(hi[m]), flip)));
+      v0 = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(lo[m]), flip))));
+      v1 = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_xor_si128(lane128<L>(hi[m]), flip))));
     } else {
       const __m128i q = lane128<L>(lo[m]), mask = _mm_set1_epi8(0x0F);
-      const __m512i eight = _mm512_set1_epi32(8);
-      v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)), eight));
-      v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask)), eight));
+      const __m512i u0 = _mm512_cvtepu8_epi32(_mm_and_si128(q, mask));
+      const __m512i u1 = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask));
+      if constexpr (kCodes == PanelCodes::Q4_0) {
+        const __m512i eight = _mm512_set1_epi32(8);
+        v0 = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(u0, eight)));
+        v1 = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(u1, eight)));
+      } else {  // d * sc * u - dmin * m, rounded as dequantize_row_q4_k rounds it
+        const __m512 min = _mm512_permutexvar_ps(_mm512_set1_epi32(j), mins);
+        v0 = _mm512_sub_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(u0)), min);
+        v1 = _mm512_sub_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(u1)), min);
+      }
     }
-    store_bf16x32(dst + j * kQK4_0, _mm512_mul_ps(scale, v0), _mm512_mul_ps(scale, v1));
+    store_bf16x32(dst + j * kQK4_0, v0, v1);
   }
 }
 
-template <bool kQ8>
+// A whole superblock's per-block scales (and Q4_K's mins) from the row's scale bytes.
+template <PanelCodes kCodes>
+ANVIL_TARGET_BF16 inline void panel_superblock_scales(const std::byte* scales, __m512& d, __m512& mins) {
+  if constexpr (kCodes == PanelCodes::Q4_K) {
+    alignas(16) float ds[16], ms[16];
+    for (int c = 0; c < 2; ++c) {  // the heads of Q4_K blocks 2s and 2s+1
+      BlockQ4_K head;
+      std::memcpy(&head, scales + 16 * c, 16);
+      const float block_d = fp16_to_float(head.d), block_dmin = fp16_to_float(head.dmin);
+      for (int jj = 0; jj < 8; ++jj) {
+        uint8_t sc, m;
+        unpack_scale_min_k4(jj, head.scales, &sc, &m);
+        ds[8 * c + jj] = block_d * sc;
+        ms[8 * c + jj] = block_dmin * m;
+      }
+    }
+    d = _mm512_load_ps(ds);
+    mins = _mm512_load_ps(ms);
+  } else {
+    d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales)));
+    mins = _mm512_setzero_ps();
+  }
+}
+
+template <PanelCodes kCodes>
 ANVIL_TARGET_BF16 void panel_superblock_to_bf16(const std::byte* codes, const std::byte* scales, uint16_t* dst) {
   __m512i lo[4], hi[4];
   transpose_code_lanes(codes, lo);
-  if constexpr (kQ8) transpose_code_lanes(codes + 256, hi);  // vectors 4..7: bytes 16..31
-  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales)));
-  panel_lane_blocks_to_bf16<0, kQ8>(lo, hi, d, dst);
-  panel_lane_blocks_to_bf16<1, kQ8>(lo, hi, d, dst);
-  panel_lane_blocks_to_bf16<2, kQ8>(lo, hi, d, dst);
-  panel_lane_blocks_to_bf16<3, kQ8>(lo, hi, d, dst);
+  if constexpr (kCodes == PanelCodes::Q8_0) transpose_code_lanes(codes + 256, hi);  // vectors 4..7: bytes 16..31
+  __m512 d, mins;
+  panel_superblock_scales<kCodes>(scales, d, mins);
+  panel_lane_blocks_to_bf16<0, kCodes>(lo, hi, d, mins, dst);
+  panel_lane_blocks_to_bf16<1, kCodes>(lo, hi, d, mins, dst);
+  panel_lane_blocks_to_bf16<2, kCodes>(lo, hi, d, mins, dst);
+  panel_lane_blocks_to_bf16<3, kCodes>(lo, hi, d, mins, dst);
 }
 
 ANVIL_TARGET_BF16 void panels_to_bf16_avx512(const Tensor& weight, int64_t r, uint16_t* dst) {
-  const bool q8 = weight.dtype == DType::Q8_0_R4;
+  const PanelCodes codes_of = weight.dtype == DType::Q8_0_R4   ? PanelCodes::Q8_0
+                              : weight.dtype == DType::Q4_0_R4 ? PanelCodes::Q4_0
+                                                               : PanelCodes::Q4_K;
+  const bool q8 = codes_of == PanelCodes::Q8_0;
+  // In 32-element blocks (Q4_K: sub-blocks, 18 of its 144 bytes each; see ggml_panels.h).
   const int64_t k = weight.cols(), blocks = k / kQK4_0, rows = weight.rows();
   const size_t code_bytes = q8 ? sizeof(BlockQ8_0::qs) : sizeof(BlockQ4_0::qs), block_bytes = code_bytes + 2;
   const int64_t panel = r / kPanelRows, i = r % kPanelRows, nr = std::min(kPanelRows, rows - panel * kPanelRows);
@@ -232,16 +272,29 @@ ANVIL_TARGET_BF16 void panels_to_bf16_avx512(const Tensor& weight, int64_t r, ui
     const std::byte* codes = step + static_cast<size_t>(i * kPanelBlocks) * code_bytes;
     const std::byte* scales = step + static_cast<size_t>(nr * kPanelBlocks) * code_bytes + i * kPanelBlocks * 2;
     uint16_t* out = dst + s * kPanelBlocks * kQK4_0;
-    if (q8) panel_superblock_to_bf16<true>(codes, scales, out);
-    else panel_superblock_to_bf16<false>(codes, scales, out);
+    switch (codes_of) {
+      case PanelCodes::Q8_0: panel_superblock_to_bf16<PanelCodes::Q8_0>(codes, scales, out); break;
+      case PanelCodes::Q4_0: panel_superblock_to_bf16<PanelCodes::Q4_0>(codes, scales, out); break;
+      case PanelCodes::Q4_K: panel_superblock_to_bf16<PanelCodes::Q4_K>(codes, scales, out); break;
+    }
   }
   const int64_t tail = blocks - whole * kPanelBlocks;
   if (tail == 0) return;
   alignas(64) std::byte rebuilt[kPanelBlocks * sizeof(BlockQ8_0)];
-  panel_row_range_to_blocks(weight.dtype, weight.data, rows, k, r, whole * kPanelBlocks, blocks, rebuilt);
   uint16_t* out = dst + whole * kPanelBlocks * kQK4_0;
-  if (q8) q8_0_to_bf16_avx512(rebuilt, out, tail * kQK8_0);
-  else q4_0_to_bf16_avx512(rebuilt, out, tail * kQK4_0);
+  const int64_t ggml_block = dtype_info(weight.dtype).block_elems;  // 32, or 256 for Q4_K
+  panel_row_range_to_blocks(weight.dtype, weight.data, rows, k, r, whole * kPanelBlocks * kQK4_0 / ggml_block,
+                            k / ggml_block, rebuilt);
+  switch (codes_of) {
+    case PanelCodes::Q8_0: q8_0_to_bf16_avx512(rebuilt, out, tail * kQK8_0); break;
+    case PanelCodes::Q4_0: q4_0_to_bf16_avx512(rebuilt, out, tail * kQK4_0); break;
+    case PanelCodes::Q4_K: {  // one Q4_K block
+      alignas(64) float values[kQK_K];
+      dequantize_row_q4_k(rebuilt, values, kQK_K);
+      f32_to_bf16_avx512(values, out, kQK_K);
+      break;
+    }
+  }
 }
 
 // The scaled types straight to bf16, each value rounded once from the f32 that
@@ -327,7 +380,8 @@ void onednn_weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, f
   if (cpu_features().avx512_bf16) {
     switch (weight.dtype) {
       case DType::Q8_0_R4:
-      case DType::Q4_0_R4: panels_to_bf16_avx512(weight, r, dst); return;
+      case DType::Q4_0_R4:
+      case DType::Q4_K_R4: panels_to_bf16_avx512(weight, r, dst); return;
       case DType::BF16: std::memcpy(dst, src, k * sizeof(uint16_t)); return;
       case DType::F32: f32_to_bf16_avx512(reinterpret_cast<const float*>(src), dst, k); return;
       case DType::F16: f16_to_bf16_avx512(reinterpret_cast<const uint16_t*>(src), dst, k); return;

@@ -48,7 +48,9 @@ TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
   if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
   // tiny-llama3 ties its output to the embedding table: the lookups read panels too. 100 prompt
   // tokens take the oneDNN prefill path (>= kQuantizedGemmMinTokens), the rest decode on GEMV.
-  for (const char* spec : {"dummy:tiny-llama:q4_0", "dummy:tiny-llama:q8_0", "dummy:tiny-llama3:q4_0"}) {
+  // Q4_K needs rows of whole 256-blocks: small-llama (512 wide, 1536 FFN).
+  for (const char* spec :
+       {"dummy:tiny-llama:q4_0", "dummy:tiny-llama:q8_0", "dummy:tiny-llama3:q4_0", "dummy:small-llama:q4_k"}) {
     SCOPED_TRACE(spec);
     const Checkpoint rows = preset(spec);
     Checkpoint panels = preset(spec);
@@ -66,13 +68,21 @@ TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
     const std::vector<float> want = run_logits(rows, prompt, 8);
     const std::vector<float> got = run_logits(panels, prompt, 8);
     ASSERT_EQ(want.size(), got.size());
+    // Prefill converts panels to exactly the bf16 values of the GGML rows: the same logits.
+    const size_t prefill = prompt.size() * rows.config.vocab_size;
+    for (size_t i = 0; i < prefill; ++i) ASSERT_EQ(got[i], want[i]) << "prefill logit " << i;
     float max_abs = 0, max_diff = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
+    for (size_t i = prefill; i < want.size(); ++i) {
       max_abs = std::max(max_abs, std::fabs(want[i]));
       max_diff = std::max(max_diff, std::fabs(want[i] - got[i]));
     }
-    // Same int8 codes and exact integer block dots: only the f32 order of summing blocks differs.
-    EXPECT_LT(max_diff, 1e-5f * max_abs) << "max |diff| " << max_diff << " of max |logit| " << max_abs;
+    // Decode: same int8 codes and exact integer block dots, only the f32 order of summing blocks
+    // differs (Gemv.PanelsGiveTheResultsOfTheirGgmlRows: within 2e-6). In the tiny models that
+    // stays ~1e-6 of the logits; in small-llama's 8 random layers a last-bit difference moves
+    // some activation across an int8 rounding boundary (a whole step, ~1% of its block) and the
+    // next layers carry that on, so there only the magnitude is checked.
+    const bool deep = std::string(spec).find("small-llama") != std::string::npos;
+    EXPECT_LT(max_diff, (deep ? 5e-2f : 1e-5f) * max_abs) << "max |diff| " << max_diff << " of max |logit| " << max_abs;
   }
 }
 

@@ -1,4 +1,4 @@
-// Q8_0 / Q4_0 panels (quant/ggml_panels.h): the documented byte layout, bit-exact round trips for
+// Q8_0 / Q4_0 / Q4_K panels (quant/ggml_panels.h): the documented byte layout, bit-exact round trips for
 // odd shapes, and every reader of weight values (weight_row_to_f32, the oneDNN bf16 conversion,
 // DTypeInfo::to_float of one row) seeing the same values as in the GGML rows.
 #include <gtest/gtest.h>
@@ -56,14 +56,40 @@ TEST(GgmlPanels, LayoutOfAWholePanelAsDocumented) {
   EXPECT_EQ(std::memcmp(panels8.data() + 4 * 512 + 32 * 2 + 2 * 5, &b.d, 2), 0);
 }
 
+TEST(GgmlPanels, Q4KLayoutOfAWholePanelAsDocumented) {
+  // 4 rows x 512 columns of Q4_K: one panel, one whole superblock of 2 blocks = 16 sub-blocks.
+  const int64_t rows = 4, k = 512;
+  const std::vector<std::byte> src = quantized_rows(DType::Q4_K, rows, k, 3);
+  const std::vector<std::byte> panels = repacked(DType::Q4_K, src, rows, k);
+  const auto* blocks = reinterpret_cast<const BlockQ4_K*>(src.data());
+  const auto* out = reinterpret_cast<const uint8_t*>(panels.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < 16; ++j) {
+      const BlockQ4_K& b = blocks[r * 2 + j / 8];
+      const int jj = static_cast<int>(j % 8);
+      auto element = [&](int e) { return (b.qs[32 * (jj / 2) + e] >> (4 * (jj % 2))) & 0x0F; };
+      for (int v = 0; v < 4; ++v)  // codes: row r at 256r, vector v at 64v, lane j at 4j
+        for (int m = 0; m < 4; ++m) {
+          const uint8_t byte = out[256 * r + 64 * v + 4 * j + m];
+          ASSERT_EQ(byte & 0x0F, element(4 * v + m)) << "row " << r << " sub-block " << j;
+          ASSERT_EQ(byte >> 4, element(16 + 4 * v + m)) << "row " << r << " sub-block " << j;
+        }
+      // heads after all codes: d, dmin and the packed scales as they are
+      if (jj == 0) EXPECT_EQ(std::memcmp(out + 4 * 256 + 32 * r + 16 * (j / 8), &b, 16), 0);
+    }
+}
+
 TEST(GgmlPanels, RoundTripsBitExactAndReadersSeeTheSameValues) {
-  for (DType dtype : {DType::Q8_0, DType::Q4_0}) {
+  for (DType dtype : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
     const DType panel_dtype = panel_dtype_for(dtype);
     EXPECT_EQ(ggml_dtype_of_panels(panel_dtype), dtype);
     EXPECT_EQ(dtype_info(panel_dtype).block_bytes, dtype_info(dtype).block_bytes);
-    // Row counts around the panel size, block counts around the superblock (1, 15, 16, 17, 33).
+    // Row counts around the panel size, block counts around the superblock (1, 15, 16, 17, 33;
+    // Q4_K: 1, 2, 3, 5 blocks of 256, i.e. half, whole and partial superblocks).
+    const std::vector<int64_t> widths =
+        dtype == DType::Q4_K ? std::vector<int64_t>{256, 512, 768, 1280} : std::vector<int64_t>{32, 480, 512, 544, 1056};
     for (int64_t rows : {1, 3, 4, 5, 9})
-      for (int64_t k : {32, 480, 512, 544, 1056}) {
+      for (int64_t k : widths) {
         SCOPED_TRACE(std::string(dtype_name(dtype)) + " rows=" + std::to_string(rows) + " k=" + std::to_string(k));
         const std::vector<std::byte> src = quantized_rows(dtype, rows, k, static_cast<uint32_t>(rows * k));
         const std::vector<std::byte> panels = repacked(dtype, src, rows, k);
@@ -98,6 +124,10 @@ TEST(GgmlPanels, NoFileTypeOrNameParsesToAPanelLayout) {
   EXPECT_FALSE(dtype_from_name("q4_0_r4").has_value());
   EXPECT_EQ(dtype_from_name("q4_0_r4", /*panels=*/true), DType::Q4_0_R4);
   EXPECT_EQ(dtype_from_name("Q8_0_R4", /*panels=*/true), DType::Q8_0_R4);
+  EXPECT_EQ(dtype_from_ggml(12), DType::Q4_K);
+  EXPECT_FALSE(dtype_from_name("q4_k_r4").has_value());
+  EXPECT_EQ(dtype_from_name("q4_k_r4", /*panels=*/true), DType::Q4_K_R4);
+  EXPECT_TRUE(dtype_is_panels(DType::Q4_K_R4));
   EXPECT_TRUE(dtype_is_ggml_block(DType::Q4_0_R4));
   EXPECT_TRUE(dtype_is_panels(DType::Q8_0_R4));
   EXPECT_FALSE(dtype_is_panels(DType::Q8_0));

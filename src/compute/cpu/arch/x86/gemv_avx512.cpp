@@ -409,7 +409,8 @@ GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi) {
     case DType::Q4_K: return vnni ? rows<Q4KKernel<true>> : rows<Q4KKernel<false>>;
     case DType::Q6_K: return vnni ? rows<Q6KKernel<true>> : rows<Q6KKernel<false>>;
     case DType::Q8_0_R4:
-    case DType::Q4_0_R4: return avx512_panel_kernel(dtype, vnni);
+    case DType::Q4_0_R4:
+    case DType::Q4_K_R4: return avx512_panel_kernel(dtype, vnni);
     default: return avx512_scaled_kernel(dtype, vnni, vbmi);
   }
 }
