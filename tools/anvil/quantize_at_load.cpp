@@ -43,7 +43,7 @@ void repack_for_decode(Checkpoint& checkpoint, int threads) {
   progress.finish();
   if (report.tensors == 0) return;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print(stderr, "anvil: repacked {} Q8_0/Q4_0 weights ({:.1f} MiB) into decode panels in {:.2f} s (ANVIL_REPACK=0: off)\n",
+  fmt::print(stderr, "anvil: repacked {} Q8_0/Q4_0/Q4_K weights ({:.1f} MiB) into decode panels in {:.2f} s (ANVIL_REPACK=0: off)\n",
              report.tensors, report.bytes / 1048576.0, seconds);
 }
 
