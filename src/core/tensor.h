@@ -1,6 +1,7 @@
 // Tensor: a typed, shaped view of bytes owned elsewhere (an mmap or a buffer kept by the owner).
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -30,7 +31,11 @@ struct Tensor {
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
   int64_t rows() const { return shape.empty() ? 1 : numel() / cols(); }
   size_t row_bytes() const { return dtype_bytes(dtype, cols()); }
-  const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+  // Row-major dtypes only: a panel layout's rows are interleaved (read them with weight_row_to_f32).
+  const std::byte* row(int64_t r) const {
+    assert(!dtype_is_panels(dtype) || rows() == 1);
+    return data + static_cast<size_t>(r) * row_bytes();
+  }
   std::string shape_string() const;  // "(4096, 11008)"
 
   bool has_scales() const { return quant.scale != nullptr; }

@@ -558,7 +558,7 @@ class OneDnnGemm final : public GemmProvider {
       const int64_t r0 = b * block, rows = std::min(block, n - r0);
       Clock::time_point t0;
       if (profiling) t0 = Clock::now();
-      void* w = const_cast<std::byte*>(weight.row(r0));
+      void* w = zero_copy ? const_cast<std::byte*>(weight.row(r0)) : nullptr;
       if (!zero_copy) {
         w = state.weights.get(static_cast<size_t>(rows * k) * (bf16 ? 2 : 4));
         if (w == nullptr) throw std::runtime_error("out of memory for a weight block");
