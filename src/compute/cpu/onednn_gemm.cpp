@@ -223,7 +223,7 @@ ANVIL_TARGET_BF16 inline void panel_lane_blocks_to_bf16(const __m512i (&lo)[4], 
 template <PanelCodes kCodes>
 ANVIL_TARGET_BF16 inline void panel_superblock_scales(const std::byte* scales, __m512& d, __m512& mins) {
   if constexpr (kCodes == PanelCodes::Q4_K) {
-    alignas(16) float ds[16], ms[16];
+    alignas(64) float ds[16], ms[16];
     for (int c = 0; c < 2; ++c) {  // the heads of Q4_K blocks 2s and 2s+1
       BlockQ4_K head;
       std::memcpy(&head, scales + 16 * c, 16);
