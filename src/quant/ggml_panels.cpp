@@ -69,18 +69,16 @@ void repack_q4k_to_panels(const std::byte* src, int64_t rows, int64_t k, int64_t
 void q4k_panel_row_to_blocks(const std::byte* data, int64_t rows, int64_t k, int64_t row, int64_t block_begin,
                              int64_t block_end, std::byte* blocks_out) {
   for (int64_t b = block_begin; b < block_end; ++b) {
-    BlockQ4_K block;
+    BlockQ4_K block{};  // qs gets each nibble OR-ed in
     const Q4KPanelPlace place = q4k_panel_place(rows, k, row, b);
     std::memcpy(&block, data + place.head, kQ4KHeadBytes);
     for (int jj = 0; jj < 8; ++jj)
       for (int v = 0; v < 4; ++v)
         for (int m = 0; m < 4; ++m) {
           const auto byte = static_cast<uint8_t>(data[place.codes + 4 * jj + v * place.vector_stride + m]);
-          for (int half = 0; half < 2; ++half) {  // element 4v+m, then 16+4v+m
-            uint8_t& q = block.qs[32 * (jj / 2) + 16 * half + 4 * v + m];
-            const int shift = 4 * (jj % 2);
-            q = static_cast<uint8_t>((q & ~(0x0F << shift)) | (((byte >> (4 * half)) & 0x0F) << shift));
-          }
+          for (int half = 0; half < 2; ++half)  // element 4v+m, then 16+4v+m
+            block.qs[32 * (jj / 2) + 16 * half + 4 * v + m] |=
+                static_cast<uint8_t>(((byte >> (4 * half)) & 0x0F) << (4 * (jj % 2)));
         }
     std::memcpy(blocks_out + (b - block_begin) * sizeof(BlockQ4_K), &block, sizeof(BlockQ4_K));
   }

@@ -82,10 +82,11 @@ int32_t q4_0_code(const BlockQ4_0& b, int i) {
 void q8_0_rows(const GemvArgs& a) { q32_rows<BlockQ8_0>(a, q8_0_code); }
 void q4_0_rows(const GemvArgs& a) { q32_rows<BlockQ4_0>(a, q4_0_code); }
 
-// Panels (Q8_0_R4, Q4_0_R4): each row's GGML blocks gathered back, then the arithmetic above.
-template <typename Block, typename CodeFn>
-void q32_panel_rows(const GemvArgs& a, DType panel_dtype, CodeFn code) {
-  std::vector<Block> blocks(static_cast<size_t>(a.k / kBlock));
+// Panels (Q8_0_R4, Q4_0_R4, Q4_K_R4): each row's GGML blocks gathered back, then `rows_kernel`, the
+// GGML type's arithmetic (the panel activations are copies of the same codes).
+template <typename Block>
+void panel_rows_via_blocks(const GemvArgs& a, DType panel_dtype, GemvKernel rows_kernel) {
+  std::vector<Block> blocks(static_cast<size_t>(a.k / dtype_info(panel_dtype).block_elems));
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
     panel_row_to_blocks(panel_dtype, a.w, a.rows, a.k, r, reinterpret_cast<std::byte*>(blocks.data()));
     GemvArgs one = a;
@@ -93,11 +94,11 @@ void q32_panel_rows(const GemvArgs& a, DType panel_dtype, CodeFn code) {
     one.row_begin = 0;
     one.row_end = 1;
     one.y = a.y + r;
-    q32_rows<Block>(one, code);
+    rows_kernel(one);
   }
 }
-void q8_0_r4_rows(const GemvArgs& a) { q32_panel_rows<BlockQ8_0>(a, DType::Q8_0_R4, q8_0_code); }
-void q4_0_r4_rows(const GemvArgs& a) { q32_panel_rows<BlockQ4_0>(a, DType::Q4_0_R4, q4_0_code); }
+void q8_0_r4_rows(const GemvArgs& a) { panel_rows_via_blocks<BlockQ8_0>(a, DType::Q8_0_R4, q8_0_rows); }
+void q4_0_r4_rows(const GemvArgs& a) { panel_rows_via_blocks<BlockQ4_0>(a, DType::Q4_0_R4, q4_0_rows); }
 
 // Q4_K: per 32-element sub-block j, w = d*sc_j*u - dmin*m_j with u in [0, 15].
 void q4_k_rows(const GemvArgs& a) {
@@ -127,19 +128,7 @@ void q4_k_rows(const GemvArgs& a) {
   }
 }
 
-// Q4_K panels: each row's Q4_K blocks gathered back, then the arithmetic above.
-void q4_k_r4_rows(const GemvArgs& a) {
-  std::vector<BlockQ4_K> blocks(static_cast<size_t>(a.k / kQK_K));
-  for (int64_t r = a.row_begin; r < a.row_end; ++r) {
-    panel_row_to_blocks(DType::Q4_K_R4, a.w, a.rows, a.k, r, reinterpret_cast<std::byte*>(blocks.data()));
-    GemvArgs one = a;
-    one.w = reinterpret_cast<const std::byte*>(blocks.data());
-    one.row_begin = 0;
-    one.row_end = 1;
-    one.y = a.y + r;
-    q4_k_rows(one);
-  }
-}
+void q4_k_r4_rows(const GemvArgs& a) { panel_rows_via_blocks<BlockQ4_K>(a, DType::Q4_K_R4, q4_k_rows); }
 
 // Q6_K: w = d*sc_g*(u - 32), u in [0, 63], one int8 scale per 16 elements.
 void q6_k_rows(const GemvArgs& a) {
