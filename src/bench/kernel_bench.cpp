@@ -262,6 +262,7 @@ const char* compute_name(GemmCompute compute) {
   switch (compute) {
     case GemmCompute::F32: return "f32";
     case GemmCompute::BF16: return "bf16";
+    case GemmCompute::Bf16Activations: return "bf16-activations";
     case GemmCompute::Int8Activations: return "int8";
   }
   return "f32";

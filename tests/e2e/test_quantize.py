@@ -114,8 +114,9 @@ class QuantizeAndRun(unittest.TestCase):
 
     def test_quantized_logits_equal_the_dequantized_models(self):
         # `anvil convert --type f32` dequantizes through the scales: the same weights in f32. On the
-        # GEMV path (8 tokens) W8A16/W4A16 differ only by f32 summation order; W8A8 also quantizes
-        # activations per token. The 24-token prompt runs oneDNN (bf16 compute with AVX512-BF16).
+        # GEMV path (8 tokens) W8A16/W4A16 round activations to bf16 (2^-9 relative each, ~5e-3 in
+        # these logits); W8A8 quantizes them per token. The 24-token prompt runs oneDNN (bf16
+        # compute with AVX512-BF16).
         # With ANVIL_GEMM=reference every scheme is the same f32 arithmetic, except fp8-dynamic, whose
         # activations every path (the reference too) rounds to E4M3 per token, while its dequantized
         # copy is W8A16 (test_fp8_dynamic_* check its paths against each other).
@@ -129,7 +130,7 @@ class QuantizeAndRun(unittest.TestCase):
                 reference = {"ANVIL_GEMM": "reference"}
                 self.assertLess(relative_error(logits(path, PROMPT, reference), logits(dequantized, PROMPT, reference)),
                                 1e-5)
-                gemv_bound = 0.05 if name == "w8a8" else 1e-4
+                gemv_bound = 0.05 if name == "w8a8" else 2e-2
                 if name in ("q8_0", "q4_0"):
                     gemv_bound = 0.05  # GGML blocks: int8 activations per 32
                 self.assertLess(relative_error(logits(path, PROMPT), logits(dequantized, PROMPT)), gemv_bound)

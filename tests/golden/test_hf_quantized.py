@@ -15,7 +15,10 @@ so its reference applies the same quantization to the input of every I8 linear l
 FP8_DYNAMIC layout (ct_fp8_channel) rounds each token's input to E4M3 (scale = amax / 448, round
 half to even, saturating), and so does its reference. Float32 vs float64 activations can still
 move a code across a rounding boundary, hence --tol-w8a8 (1e-3) for both, and the check also
-asserts that anvil is much closer to that model than to the unquantized-activation one. Both run
+asserts that anvil is much closer to that model than to the unquantized-activation one. The
+W8A16 / W4A16 layouts run on anvil's GEMV kernels here, which round activations to bf16, and so
+does their reference (see compare() for how a token whose activation lands on the other side of a
+bf16 boundary is held). These all run
 with an f32 KV cache: the rounding of activations amplifies the f16 cache's rounding of K/V
 (a code flips where its input crosses a boundary) enough to swap a close greedy choice.
 `anvil info --json` must report the expected weight types, and `anvil convert` to GGUF must give
@@ -51,7 +54,15 @@ EXPECTED_TYPES = {  # anvil info tensor_dtypes: 14 linear weights (15 with lm_he
 }
 W8A8_LAYOUTS = {"ct_int8"}
 FP8_DYNAMIC_LAYOUTS = {"ct_fp8_channel"}
-ACTIVATION_QUANTIZED = W8A8_LAYOUTS | FP8_DYNAMIC_LAYOUTS
+# W8A16 / W4A16: anvil's GEMV kernels (this prompt's path) round their activations to bf16.
+A16_LAYOUTS = {"ct_fp8_tensor", "ct_w4a16_sym", "ct_w4a16_asym", "gptq_sym", "gptq_asym", "gptq_v2_channel",
+               "awq_gemm"}
+ACTIVATION_QUANTIZED = W8A8_LAYOUTS | FP8_DYNAMIC_LAYOUTS | A16_LAYOUTS
+
+
+def token_errs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per token (row): max|a - b| / max|b| (normalized by the whole of b)."""
+    return np.max(np.abs(a - b), axis=1) / np.max(np.abs(b))
 
 
 def norm_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -134,6 +145,25 @@ def fp8_dynamic_linear(weights, fp8_names):
     return linear
 
 
+def to_bf16(x32: np.ndarray) -> np.ndarray:
+    """float32 -> the nearest bfloat16 (ties to even), as float32 (no NaNs here)."""
+    bits = x32.astype(np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    return rounded.view(np.float32)
+
+
+def bf16_linear(weights, a16_names):
+    """W8A16 / W4A16 as anvil's GEMV kernels run them (compute/cpu/gemv.h): x rounded from float32
+    to bfloat16, then exact products with the dequantized weights."""
+    W = {k: v.astype(np.float64) for k, v in weights.items()}
+
+    def linear(name, x):
+        if name not in a16_names:
+            return x @ W[name].T
+        return to_bf16(x.astype(np.float32)).astype(np.float64) @ W[name].T
+    return linear
+
+
 def greedy(config, weights, prompt, n, linear=None):
     seq, ids, margins = list(prompt), [], []
     for _ in range(n):
@@ -202,11 +232,13 @@ class Layout:
         read_back = ref.read_safetensors(os.path.join(self.dir, "reference.safetensors"))
         assert all(np.array_equal(read_back[k], v) for k, v in self.reference.items()), "reference round trip"
         self.linear = None
-        quantized = {k for k in self.reference if any(k.endswith(m + ".weight") for m in fx.LINEAR)}
+        quantized = {k for k in self.reference if k.endswith(".weight") and self.stored.get(k, ("",))[0] != "F32"}
         if name in W8A8_LAYOUTS:
             self.linear = w8a8_linear(self.reference, quantized)
         elif name in FP8_DYNAMIC_LAYOUTS:
             self.linear = fp8_dynamic_linear(self.reference, quantized)
+        elif name in A16_LAYOUTS:
+            self.linear = bf16_linear(self.reference, quantized)
         self.ref_logits = forward(self.config, self.reference, spec.prompt, self.linear)
         self.ref_ids, self.ref_margins = greedy(self.config, self.reference, spec.prompt, spec.n_generate, self.linear)
 
@@ -250,7 +282,7 @@ def self_check(layouts, spec) -> list:
             moved = norm_err(L.ref_logits, no_act)
             # Rounding the activations must be visible, or matching it would prove little.
             check(moved > 20 * 1e-4, f"{L.name}: activation quantization barely moves the logits ({moved:.2g})")
-            kind = "int8" if L.name in W8A8_LAYOUTS else "E4M3"
+            kind = "int8" if L.name in W8A8_LAYOUTS else "E4M3" if L.name in FP8_DYNAMIC_LAYOUTS else "bf16"
             extra = f", {kind} activations move logits by {moved:.2e}"
         print(f"  self-check {L.name}: {len(quant_names)} quantized weights unpack as the library does, "
               f"max weight err {worst:.3f}, logits vs float {e_quant:.2e}{extra}, "
@@ -303,6 +335,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--tol-w8a8", type=float, default=1e-3)
+    ap.add_argument("--tol-a16-worst", type=float, default=5e-3)
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args()
 
@@ -325,6 +358,22 @@ def main() -> int:
         print("[hf-quantized] self-check FAILED; not trusting comparisons")
         return 1
 
+    def compare(L, logits):
+        """(ok, error measure, detail) of anvil's prompt logits against L's reference model. A16
+        layouts: the median token is held to --tol and the worst to --tol-a16-worst: where anvil's
+        float32 and the reference's float64 arithmetic put an activation on either side of a bf16
+        rounding boundary, that token moves by up to ~2e-3 (bf16 rounding itself moves them by
+        4-7e-3), while every other token matches to ~1e-7."""
+        if L.name in A16_LAYOUTS:
+            per_token = token_errs(logits, L.ref_logits)
+            e, worst = float(np.median(per_token)), float(np.max(per_token))
+            ok = e < args.tol and worst < args.tol_a16_worst
+            return ok, e, (f"median token normalized logit err {e:.2e} (tol {args.tol:g}), "
+                           f"worst {worst:.2e} (tol {args.tol_a16_worst:g})")
+        tol = args.tol_w8a8 if L.name in ACTIVATION_QUANTIZED else args.tol
+        e = norm_err(logits, L.ref_logits)
+        return e < tol, e, f"max normalized logit err {e:.2e} (tol {tol:g})"
+
     results = []
     for L in layouts:
         tol = args.tol_w8a8 if L.name in ACTIVATION_QUANTIZED else args.tol
@@ -334,9 +383,7 @@ def main() -> int:
             print(f"  FAIL {L.name}: {err}")
             results.append(False)
             continue
-        e = norm_err(logits, L.ref_logits)
-        ok = e < tol
-        detail = f"max normalized logit err {e:.2e} (tol {tol:g})"
+        ok, e, detail = compare(L, logits)
         if L.name in ACTIVATION_QUANTIZED:  # the activation model must be what anvil does
             e_plain = norm_err(logits, forward(L.config, L.reference, spec.prompt))
             ok &= e_plain > 5 * e
@@ -361,10 +408,9 @@ def main() -> int:
                            timeout=args.timeout)
         g_logits, _, g_err = (None, None, p.stderr.strip()[-500:]) if p.returncode else \
             run_anvil(args.anvil, gguf, spec, args.threads, args.timeout, kv_f32)
-        g_ok = g_err is None and norm_err(g_logits, L.ref_logits) < tol
+        g_ok, _, g_detail = (False, None, None) if g_err else compare(L, g_logits)
         print(f"  {'ok  ' if g_ok else 'FAIL'} {L.name}/converted-gguf: " +
-              (g_err or f"max normalized logit err {norm_err(g_logits, L.ref_logits):.2e}, "
-                        f"vs the HF directory {norm_err(g_logits, logits):.2e}"))
+              (g_err or f"{g_detail}, vs the HF directory {norm_err(g_logits, logits):.2e}"))
         results.append(g_ok)
 
     with open(os.path.join(tmp, "corrupt", "cases.json")) as f:

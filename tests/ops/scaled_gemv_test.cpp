@@ -1,6 +1,6 @@
 // The scaled weight types (F8_E4M3 W8A16, I8 W8A8, I4 W4A16) through every GEMV path of this CPU
-// and every GEMM provider: W8A16/W4A16 against matmul_reference (dequantize, f32 dot) within
-// f32 accumulation error; W8A8 bit-exactly against an independent integer reference.
+// and every GEMM provider: W8A16/W4A16 against matmul_reference (dequantize, f32 dot) of x rounded
+// to bf16 within f32 accumulation error; W8A8 bit-exactly against an independent integer reference.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -126,8 +126,11 @@ TEST(ScaledGemv, W8A16AndW4A16MatchTheReferenceOnEveryPath) {
       if (w.dtype == DType::I8) continue;
       for (int64_t n_tokens : {1, 2, 3, 8, 11}) {
         const std::vector<float> x = gaussian(n_tokens * k, rng);
+        // The GEMV kernels take W8A16 / W4A16 activations in bf16: the reference gets them so.
+        std::vector<float> x_bf16(x);
+        for (float& v : x_bf16) v = bf16_to_float(float_to_bf16(v));
         std::vector<float> ref(n_tokens * w.rows());
-        matmul_reference(ref_pool, w, x.data(), n_tokens, ref.data());
+        matmul_reference(ref_pool, w, x_bf16.data(), n_tokens, ref.data());
         // |sum| of the products bounds f32 accumulation error in any order.
         std::vector<float> row(k);
         std::vector<double> abs_products(n_tokens * w.rows());
@@ -214,38 +217,49 @@ TEST(ScaledGemv, EveryProviderAndMatmulMatchTheDequantizedReference) {
     double worst = 0;
     for (int64_t m : {1, 7, 20, 130}) {
       const std::vector<float> x = gaussian(m * k, rng);
-      std::vector<double> ref(m * w.rows());
+      // In double, over x as given and over x rounded to bf16 (what W8A16 / W4A16 multiply).
+      std::vector<float> x_bf16(x);
+      for (float& v : x_bf16) v = bf16_to_float(float_to_bf16(v));
+      std::vector<double> ref(m * w.rows()), ref_bf16(m * w.rows());
       std::vector<float> row(k);
       double max_ref = 0;
       for (int64_t r = 0; r < w.rows(); ++r) {
         weight_row_to_f32(w, r, row.data());
         for (int64_t t = 0; t < m; ++t) {
-          double acc = 0;
-          for (int64_t i = 0; i < k; ++i) acc += static_cast<double>(row[i]) * x[t * k + i];
+          double acc = 0, acc_bf16 = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            acc += static_cast<double>(row[i]) * x[t * k + i];
+            acc_bf16 += static_cast<double>(row[i]) * x_bf16[t * k + i];
+          }
           ref[t * w.rows() + r] = acc;
+          ref_bf16[t * w.rows() + r] = acc_bf16;
           max_ref = std::max(max_ref, std::fabs(acc));
         }
       }
-      auto normalized_error = [&](const std::vector<float>& y) {
+      auto normalized_error = [&](const std::vector<float>& y, const std::vector<double>& against) {
         double e = 0;
-        for (size_t i = 0; i < y.size(); ++i) e = std::max(e, std::fabs(y[i] - ref[i]));
+        for (size_t i = 0; i < y.size(); ++i) e = std::max(e, std::fabs(y[i] - against[i]));
         return e / max_ref;
       };
       for (GemmProvider* provider : gemm_providers()) {
         if (!provider->supports(w.dtype, m, w.rows(), k)) continue;
-        const double bound = provider->compute(w.dtype) == GemmCompute::F32 ? 1e-5 : 3e-2;
+        const GemmCompute compute = provider->compute(w.dtype);
+        // Bf16Activations: exact products of the rounded x, so f32 accumulation error only.
+        const bool exact = compute == GemmCompute::F32 || compute == GemmCompute::Bf16Activations;
+        const std::vector<double>& against = compute == GemmCompute::Bf16Activations ? ref_bf16 : ref;
+        const double bound = exact ? 1e-5 : 3e-2;
         for (ThreadPool* pool : {&pool1, &pool2}) {
           std::vector<float> y(m * w.rows(), std::nanf(""));
           const Status status = provider->run(*pool, w, x.data(), m, y.data());
           ASSERT_TRUE(status.is_ok()) << status.message();
-          const double err = normalized_error(y);
+          const double err = normalized_error(y, against);
           EXPECT_LT(err, bound) << provider->name() << " " << c.label << " m=" << m;
           worst = std::max(worst, err);
         }
       }
       std::vector<float> y(m * w.rows());
       matmul(pool2, w, x.data(), m, y.data());
-      EXPECT_LT(normalized_error(y), 3e-2) << "matmul " << c.label << " m=" << m;
+      EXPECT_LT(normalized_error(y, ref), 3e-2) << "matmul " << c.label << " m=" << m;
     }
     std::printf("[ scaled   ] %-20s worst provider normalized error %.2e\n", c.label.c_str(), worst);
   }
@@ -339,7 +353,8 @@ TEST(ScaledGemv, F8NanCodesGiveNanAndEveryOtherCodeIsExact) {
         } else {
           double ref = 0, abs_sum = 0;
           for (int64_t i = 0; i < k; ++i) {
-            const double p = static_cast<double>(e4m3_to_float(codes[r * k + i])) * x[t * k + i];
+            const double p = static_cast<double>(e4m3_to_float(codes[r * k + i])) *
+                             bf16_to_float(float_to_bf16(x[t * k + i]));  // W8A16: bf16 activations
             ref += p;
             abs_sum += std::fabs(p);
           }

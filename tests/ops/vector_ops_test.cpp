@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -113,6 +114,32 @@ TEST(VectorOps, F32ToF16RowMatchesScalarBits) {
     }
     ASSERT_EQ(h[i], float_to_fp16(x[i])) << "value " << x[i] << " at " << i;
   }
+}
+
+// The GEMV kernels' W8A16 / W4A16 activations: float_to_bf16's rounding, kept as floats.
+TEST(VectorOps, RoundToBf16MatchesScalarBits) {
+  std::vector<float> x = random_vector(1000, 17, 100.0f);
+  // Ties both ways (0x3F808000 rounds down to even, 0x3F818000 up), the largest finite value
+  // (rounds to inf), subnormals, infinities, NaNs.
+  for (uint32_t bits : {0x3F808000u, 0x3F818000u, 0x7F7FFFFFu, 0x00000001u, 0x807FFFFFu, 0x7F800000u, 0xFF800000u,
+                        0x7FC00001u, 0x7F800001u, 0xFFFFFFFFu}) {
+    float v;
+    std::memcpy(&v, &bits, 4);
+    x.push_back(v);
+  }
+  std::vector<float> y(x.size());
+  f32_round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(y[i])) << i;
+      continue;
+    }
+    uint32_t bits;
+    std::memcpy(&bits, &y[i], 4);
+    ASSERT_EQ(bits, static_cast<uint32_t>(float_to_bf16(x[i])) << 16) << "value " << x[i] << " at " << i;
+  }
+  f32_round_to_bf16(x.data(), x.data(), static_cast<int64_t>(x.size()));  // in place
+  EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * 4), 0);
 }
 
 TEST(VectorOps, MaxIgnoresNaNAndMatchesScan) {

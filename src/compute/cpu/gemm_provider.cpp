@@ -28,9 +28,10 @@ class GemvGemm final : public GemmProvider {
   const char* name() const override { return "gemv"; }
   bool supports(DType, int64_t, int64_t, int64_t) const override { return true; }
   GemmCompute compute(DType weight_dtype) const override {
-    // GGML blocks and I8 (W8A8) multiply int8 activations; F8_E4M3 and I4 take them in f32.
-    return dtype_is_ggml_block(weight_dtype) || weight_dtype == DType::I8 ? GemmCompute::Int8Activations
-                                                                          : GemmCompute::F32;
+    // GGML blocks and I8 (W8A8) multiply int8 activations; F8_E4M3 and I4 (W8A16, W4A16) bf16.
+    if (dtype_is_ggml_block(weight_dtype) || weight_dtype == DType::I8) return GemmCompute::Int8Activations;
+    if (weight_dtype == DType::F8_E4M3 || weight_dtype == DType::I4) return GemmCompute::Bf16Activations;
+    return GemmCompute::F32;
   }
   Status run(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m_tokens, float* y) override {
     ANVIL_RETURN_IF_ERROR(check_gemm_args(*this, weight, x, m_tokens, y));

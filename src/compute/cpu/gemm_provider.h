@@ -14,9 +14,10 @@ namespace anvil {
 
 // The precision the products are computed in, so callers (and tests) know the error to expect:
 // F32 ~1e-5 relative, BF16 ~1e-2 (x and W rounded to bfloat16, f32 accumulation),
-// Int8Activations ~1e-2 (x quantized to int8 per block of 32 for GGML blocks, per token for I8
-// weights (W8A8); exact integer products).
-enum class GemmCompute { F32, BF16, Int8Activations };
+// Bf16Activations ~4e-3 (the GEMV kernels of W8A16 / W4A16: x rounded to bfloat16, W exact, so
+// exact products and f32 sums), Int8Activations ~1e-2 (x quantized to int8 per block of 32 for
+// GGML blocks, per token for I8 weights (W8A8); exact integer products).
+enum class GemmCompute { F32, BF16, Bf16Activations, Int8Activations };
 
 // x: (m_tokens, k_in) floats row-major; weight: (n_out, k_in) of any DType; y: (m_tokens, n_out)
 // floats row-major — the same contract as anvil::matmul, so the engine can call any provider;

@@ -7,6 +7,7 @@
 
 #include "compute/cpu/gemv_kernels.h"
 #include "compute/cpu/isa.h"
+#include "compute/cpu/vector_ops.h"
 #include "quant/ggml_panels.h"
 #include "quant/int8_w8a8.h"
 
@@ -37,7 +38,8 @@ GemvKernel select_kernel(DType dtype) {
   const Isa isa = active_isa();
   GemvKernel kernel = nullptr;
 #if defined(__x86_64__)
-  if (isa >= Isa::Avx512) kernel = avx512_kernel(dtype, isa_has_avx512_vnni(), isa_has_avx512_vbmi());
+  if (isa >= Isa::Avx512)
+    kernel = avx512_kernel(dtype, isa_has_avx512_vnni(), isa_has_avx512_vbmi(), isa_has_avx512_bf16());
   if (kernel == nullptr && isa >= Isa::Avx2) kernel = avx2_kernel(dtype);
 #endif
   if (kernel == nullptr) kernel = scalar_kernel(dtype);
@@ -70,6 +72,36 @@ void prepare_permuted(DType weight_dtype, const float* x, int64_t n_tokens, int6
         pt[b + 16 + i] = xt[b + 2 * i + 1];
       }
     std::copy(xt + pairs, xt + k, pt + pairs);
+  }
+}
+
+// GemvActivations::bf16_pairs, from f32_permuted (whose values are bf16 already: the top halves).
+void prepare_bf16_pairs(DType weight_dtype, int64_t n_tokens, int64_t k, GemvActivations& out) {
+  out.bf16_pairs.assign(n_tokens * k, 0);
+  const auto top = [](float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    return static_cast<uint16_t>(bits >> 16);
+  };
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* pt = out.f32_permuted.data() + t * k;
+    uint16_t* bt = out.bf16_pairs.data() + t * k;
+    if (weight_dtype == DType::I4) {
+      // f32_permuted vector n (16 floats) holds elements 8i + n: words 2i, 2i + 1 of vector m
+      // take its vectors m and 4 + m.
+      for (int64_t b = 0; b + 128 <= k; b += 128)
+        for (int m = 0; m < 4; ++m)
+          for (int i = 0; i < 16; ++i) {
+            bt[b + 32 * m + 2 * i] = top(pt[b + 16 * m + i]);
+            bt[b + 32 * m + 2 * i + 1] = top(pt[b + 16 * (4 + m) + i]);
+          }
+    } else {  // F8_E4M3, straight from the element order
+      const float* xt = out.f32.data() + t * k;
+      for (int64_t b = 0; b + 64 <= k; b += 64)
+        for (int v = 0; v < 2; ++v)
+          for (int lane = 0; lane < 4; ++lane)
+            for (int j = 0; j < 8; ++j) bt[b + 32 * v + 8 * lane + j] = top(xt[b + 16 * lane + 8 * v + j]);
+    }
   }
 }
 
@@ -109,18 +141,29 @@ bool gemv_prefers_panels(DType ggml_dtype) {
 #endif
 }
 
-void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out) {
+void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out,
+                  const float* token_scales) {
   assert(k % dtype_info(weight_dtype).block_elems == 0);
+  assert(token_scales == nullptr || weight_dtype == DType::F8_E4M3);
   out.weight_dtype = weight_dtype;
   out.n_tokens = n_tokens;
   out.k = k;
   const ActivationKind kind = activation_kind(weight_dtype);
   if (kind == ActivationKind::Float) {
-    out.f32.assign(x, x + n_tokens * k);
-    if (weight_dtype == DType::F8_E4M3 || weight_dtype == DType::I4) {
-      prepare_permuted(weight_dtype, x, n_tokens, k, out);
+    if (weight_dtype == DType::F8_E4M3 || weight_dtype == DType::I4) {  // W8A16, W4A16: bf16 x
+      out.f32.resize(n_tokens * k);
+      f32_round_to_bf16(x, out.f32.data(), n_tokens * k);
+      prepare_permuted(weight_dtype, out.f32.data(), n_tokens, k, out);
+      prepare_bf16_pairs(weight_dtype, n_tokens, k, out);
+      if (token_scales != nullptr) {
+        out.token_scale.assign(token_scales, token_scales + n_tokens);
+      } else {
+        out.token_scale.clear();
+      }
     } else {
+      out.f32.assign(x, x + n_tokens * k);
       out.f32_permuted.clear();
+      out.bf16_pairs.clear();
     }
     return;
   }
@@ -226,6 +269,8 @@ void gemv_rows(const Tensor& weight, const GemvActivations& x, int64_t row_begin
       if (kind == ActivationKind::Float) {
         args.xf = x.f32.data() + t0 * k;
         if (!x.f32_permuted.empty()) args.xf_permuted = x.f32_permuted.data() + t0 * k;
+        if (!x.bf16_pairs.empty()) args.xbf16_pairs = x.bf16_pairs.data() + t0 * k;
+        if (!x.token_scale.empty()) args.xtoken_scale = x.token_scale.data() + t0;
       } else if (kind == ActivationKind::Int8PerToken) {
         args.xq = x.q.data() + t0 * k;
         args.xtoken_scale = x.token_scale.data() + t0;

@@ -48,7 +48,14 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 //                              (lanes 0..7 are zero so one FMA applies the 8 mins)
 //
 // The scaled types (core/quant_scales.h) follow their schemes: F8_E4M3 (W8A16) and I4 (W4A16)
-// weights multiply the float activations (f32), like the float types. I8 weights (W8A8) multiply
+// weights multiply 16-bit activations, as on the GPUs these schemes come from (vLLM's Marlin
+// kernels multiply bf16/fp16 activations by the dequantized weights) and as oneDNN's bf16 prefill
+// GEMM does: `f32` holds x rounded to bf16 (ties to even), and every kernel takes exact products
+// of those with the weight values in f32 (the AVX-512 BF16 kernels as vdpbf16ps pairs, half the
+// instructions per weight of f32 FMAs). Versus f32 activations that moves an output by at most
+// 2^-9 of sum |w x| (GemmCompute::Bf16Activations). FP8 W8A8 (F8_E4M3 weights with
+// DynamicPerTokenFp8) passes the unscaled E4M3 values of x (exact in bf16) and their per-token
+// scales, kept in `token_scale` and applied with the row's scale. I8 weights (W8A8) multiply
 // int8 activations quantized per token (quant/int8_w8a8.h: one symmetric scale amax/127 per
 // token, round to nearest even): q[t*k + i] codes, token_scale[t], and bias[t] = -128 * the sum
 // of token t's codes (the SIMD kernels flip the weight codes to unsigned, as for Q8_0); the
@@ -61,6 +68,13 @@ using GemvBuffer = std::vector<T, GemvAlignedAllocator<T>>;
 //   I4: per whole 128-element block, element 8j + n at 16n + j (int32 lane j of 64 code bytes
 //     holds elements 8j..8j+7 in its nibbles n = 0..7); then, for a k % 128 tail of 32- or
 //     64-groups, each 32-element run as its 16 even then its 16 odd elements ("pairs").
+// and `bf16_pairs` (stride k per token; the whole blocks only, the rest zero): the bf16 bits of x
+// in the word order of the weight vectors those kernels build, so that one vdpbf16ps multiplies
+// a vector of 32 weights by its activations pair by pair (int32 lane i: words 2i and 2i + 1).
+//   F8_E4M3: per whole 64-element block, 2 vectors v of 32 words: element 16L + 8v + j at word
+//     32v + 8L + j (L < 4, j < 8: byte interleaves of each 128-bit lane's 16 codes).
+//   I4: per whole 128-element block, 4 vectors m of 32 words: elements 8i + m and 8i + 4 + m at
+//     words 32m + 2i and 32m + 2i + 1 (nibble m, and m + 4, of int32 lane i's code word pair).
 //
 // Q8_0 and Q4_0 also get a grouped copy for the AVX-512 kernels, per group g of 4 whole blocks
 // (128 elements; the k/32 % 4 trailing blocks have none), token stride k (q) and k/128*16 (lanes):
@@ -94,8 +108,9 @@ struct GemvActivations {
   GemvBuffer<int8_t> q_grouped;
   GemvBuffer<float> scale_grouped;
   GemvBuffer<int32_t> bias_grouped;
-  GemvBuffer<float> token_scale;  // I8 only: n_tokens
+  GemvBuffer<float> token_scale;  // I8, and F8_E4M3 for FP8 W8A8: n_tokens
   GemvBuffer<float> f32_permuted;  // F8_E4M3 and I4: n_tokens x k
+  GemvBuffer<uint16_t> bf16_pairs;  // F8_E4M3 and I4: n_tokens x k
   GemvBuffer<int8_t> q_panel;       // Q8_0_R4 and Q4_0_R4
   GemvBuffer<float> scale_panel;
   GemvBuffer<int32_t> bias_panel;
@@ -112,7 +127,10 @@ bool gemv_prefers_panels(DType ggml_dtype);
 
 // Prepares x (n_tokens x k floats, row-major) for weights of weight_dtype. k must be a multiple
 // of the dtype's block size. `out` keeps its buffers between calls, so reuse it across tokens.
-void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out);
+// token_scales (F8_E4M3 only; FP8 W8A8): x holds unscaled E4M3 values (matmul_input_e4m3_rows)
+// and token t's outputs are multiplied by token_scales[t].
+void gemv_prepare(DType weight_dtype, const float* x, int64_t n_tokens, int64_t k, GemvActivations& out,
+                  const float* token_scales = nullptr);
 
 // y[t*y_stride + r] = dot(weight row r, x_t) for r in [row_begin, row_end) and t < x.n_tokens.
 // weight is (rows, k) with weight.dtype == x.weight_dtype (and, for the scaled types, valid

@@ -20,7 +20,7 @@ struct GemvArgs {
   size_t row_bytes;
   int64_t k;
   int n_tokens;
-  const float* xf;        // float activations (F32/F16/BF16, F8_E4M3 and I4 weights), stride k
+  const float* xf;        // float activations (F32/F16/BF16; F8_E4M3 and I4: bf16-rounded), stride k
   const int8_t* xq;       // int8 codes, stride k
   const float* xscale;    // stride k/32*8
   const int32_t* xbias;   // stride k/32*8
@@ -29,9 +29,11 @@ struct GemvArgs {
   const float* xscale_grouped;    // stride k/128*16
   const int32_t* xbias_grouped;   // stride k/128*16
   const float* xtoken_scale;      // I8 (W8A8): one activation scale per token (codes in xq, and
-                                  // in xbias one int32 per token: -128 * the sum of its codes)
+                                  // in xbias one int32 per token: -128 * the sum of its codes);
+                                  // F8_E4M3: null, or FP8 W8A8's scale per token (xf unscaled)
   const float* xf_permuted;       // F8_E4M3 and I4: xf in the order their AVX-512 kernels unpack
                                   // codes (GemvActivations::f32_permuted), stride k
+  const uint16_t* xbf16_pairs;    // F8_E4M3 and I4: GemvActivations::bf16_pairs, stride k
   const int8_t* xq_panel;         // panel layouts (GemvActivations::q_panel), stride superblocks*512
   const float* xscale_panel;      // stride superblocks*16
   const int32_t* xbias_panel;     // stride superblocks*16
@@ -67,10 +69,10 @@ constexpr int64_t panel_superblocks(int64_t k) { return (k / kBlock + 15) / 16; 
 // Kernels per ISA; null where that ISA has no kernel for the dtype (the dispatcher falls back).
 GemvKernel scalar_kernel(DType dtype);
 GemvKernel avx2_kernel(DType dtype);
-GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi);
+GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi, bool bf16);
 // The scaled types' kernels (arch/x86/gemv_scaled_*.cpp), consulted by the two above.
 GemvKernel avx2_scaled_kernel(DType dtype);
-GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi);
+GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi, bool bf16);
 // The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 and Q4_K_R4 (with or without
 // VNNI), Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
 GemvKernel avx512_panel_kernel(DType dtype, bool vnni);

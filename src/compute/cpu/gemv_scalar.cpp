@@ -163,7 +163,8 @@ void q6_k_rows(const GemvArgs& a) {
   }
 }
 
-// F8_E4M3 (W8A16): E4M3 values times f32 activations, one scale per row applied to the dot.
+// F8_E4M3 (W8A16): E4M3 values times bf16-rounded activations, one scale per row applied to
+// the dot (FP8 W8A8: times the token's scale too, x being unscaled E4M3 values).
 void f8_e4m3_rows(const GemvArgs& a) {
   const float* table = e4m3_decode_table();
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
@@ -174,7 +175,7 @@ void f8_e4m3_rows(const GemvArgs& a) {
       for (int64_t i = 0; i < a.k; ++i) partial[i % 8] += table[row[i]] * x[i];
       float sum = 0;
       for (float p : partial) sum += p;
-      a.y[t * a.y_stride + r] = sum * a.wscale[r];
+      a.y[t * a.y_stride + r] = sum * (a.xtoken_scale ? a.wscale[r] * a.xtoken_scale[t] : a.wscale[r]);
     }
   }
 }
@@ -193,7 +194,7 @@ void i8_rows(const GemvArgs& a) {
   }
 }
 
-// I4 (W4A16): per group, sum((u - zero) * x) in f32, times the group's scale.
+// I4 (W4A16): per group, sum((u - zero) * x) in f32 (x bf16-rounded), times the group's scale.
 void i4_rows(const GemvArgs& a) {
   const int64_t groups = a.k / a.wgroup;
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {

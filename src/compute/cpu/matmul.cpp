@@ -61,14 +61,31 @@ void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, in
   });
 }
 
+namespace {
+
+// gemv_prepare of the activations `weight`'s matmul multiplies (matmul_input). FP8 W8A8 passes
+// the unscaled E4M3 values and their token scales, which the kernels apply to the dots: exact
+// in the bf16 products of the AVX-512 BF16 kernels, as in the oneDNN bf16 GEMM.
+void prepare_matmul_input(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens,
+                          GemvActivations& activations) {
+  if (weight.dtype == DType::F8_E4M3 && weight.quant.activations == ActivationQuant::DynamicPerTokenFp8) {
+    const E4M3Rows rows = matmul_input_e4m3_rows(pool, x, n_tokens, weight.cols());
+    gemv_prepare(weight.dtype, rows.values, n_tokens, weight.cols(), activations, rows.token_scales);
+  } else {
+    gemv_prepare(weight.dtype, x, n_tokens, weight.cols(), activations);
+  }
+}
+
+}  // namespace
+
 void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
-  const int64_t out = weight.rows(), in = weight.cols();
+  const int64_t out = weight.rows();
   // One buffer per thread that calls matmul: prepared activations are reused across calls.
   // (A thread_local named inside the lambda would be each worker's own, empty, instance: bind
   // a reference to the caller's first.)
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
-  gemv_prepare(weight.dtype, matmul_input(pool, weight, x, n_tokens), n_tokens, in, activations);
+  prepare_matmul_input(pool, weight, x, n_tokens, activations);
   // Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path.
   constexpr int64_t kRowAlign = 16;
   pool.run([&](int index, int count) {
@@ -141,7 +158,7 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
   // and the activation quantization were paid per call).
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
-  gemv_prepare(first.dtype, matmul_input(pool, first, x, n_tokens), n_tokens, first.cols(), activations);
+  prepare_matmul_input(pool, first, x, n_tokens, activations);
   int64_t total_rows = 0;
   for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
   constexpr int64_t kRowAlign = 16;

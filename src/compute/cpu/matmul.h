@@ -43,7 +43,9 @@ constexpr int64_t kQuantizedGemmMinTokens = 96;
 constexpr int64_t kI8GemmMinTokens = 32;
 
 // The GEMV kernels (compute/cpu/gemv.h) split over threads by output rows: each weight byte is
-// read once per call. Quantized weights multiply int8-quantized activations, as in llama.cpp.
+// read once per call. Quantized weights multiply int8-quantized activations, as in llama.cpp;
+// W8A16 / W4A16 weights (F8_E4M3, I4) bf16-rounded ones (gemv.h), as their prefill in oneDNN's
+// bf16 GEMM does.
 void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
 
 // The plain reference: dequantize each weight row to float and take f32 dot products with the

@@ -106,6 +106,18 @@ ANVIL_TARGET_CLONES void bf16_row_to_f32(const uint16_t* src, float* dst, int64_
   }
 }
 
+ANVIL_TARGET_CLONES void f32_round_to_bf16(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, src + i, 4);
+    // Add 0x7FFF plus the lowest kept bit, drop the low half (no branch: vectorizes).
+    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+    const uint32_t nan = (bits | 0x00400000u) & 0xFFFF0000u;
+    const uint32_t result = (bits & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded;
+    std::memcpy(dst + i, &result, 4);
+  }
+}
+
 __attribute__((target("avx,f16c"))) static void f16_row_to_f32_f16c(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)

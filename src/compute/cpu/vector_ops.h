@@ -24,6 +24,9 @@ void bf16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
 void f16_row_to_f32(const uint16_t* src, float* dst, int64_t n);
 // f32 -> IEEE half, round to nearest even (F16C where present; same bits as float_to_fp16).
 void f32_row_to_f16(const float* src, uint16_t* dst, int64_t n);
+// Each value rounded to the nearest bfloat16 (ties to even, float_to_bf16's rounding) and kept as
+// a float; NaN stays NaN (quieted). In place (dst == src) is allowed.
+void f32_round_to_bf16(const float* src, float* dst, int64_t n);
 // Largest value, NaNs ignored; -inf when n == 0 or every value is NaN.
 float max_f32(const float* x, int64_t n);
 

@@ -75,7 +75,9 @@ TEST(GgmlPanels, Q4KLayoutOfAWholePanelAsDocumented) {
           ASSERT_EQ(byte >> 4, element(16 + 4 * v + m)) << "row " << r << " sub-block " << j;
         }
       // heads after all codes: d, dmin and the packed scales as they are
-      if (jj == 0) EXPECT_EQ(std::memcmp(out + 4 * 256 + 32 * r + 16 * (j / 8), &b, 16), 0);
+      if (jj == 0) {
+        EXPECT_EQ(std::memcmp(out + 4 * 256 + 32 * r + 16 * (j / 8), &b, 16), 0);
+      }
     }
 }
 

@@ -440,7 +440,9 @@ TEST(QuantizeCheckpoint, QuantizedEmbeddingAndOutputUseTheirScales) {
     err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
     ref = std::max(ref, static_cast<double>(std::fabs(b[i])));
   }
-  EXPECT_LT(err / ref, 1e-5);  // W8A16: the same f32 products, summed in another order
+  // W8A16: the output matmul's x rounded to bf16 (quant/bf16_activations.h), 2^-9 relative per
+  // activation at most; ignoring the scales would be off by O(1).
+  EXPECT_LT(err / ref, 1e-2);
 }
 
 TEST(QuantizedGguf, MemoryPlanCountsScalesAndZeroPoints) {

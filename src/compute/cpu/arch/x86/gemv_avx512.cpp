@@ -398,7 +398,7 @@ struct Q6KKernel {
 
 }  // namespace
 
-GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi) {
+GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi, bool bf16) {
   switch (dtype) {
     case DType::F32: return rows<FloatKernel<LoadF32>>;
     case DType::F16: return rows<FloatKernel<LoadF16>>;
@@ -411,7 +411,7 @@ GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi) {
     case DType::Q8_0_R4:
     case DType::Q4_0_R4:
     case DType::Q4_K_R4: return avx512_panel_kernel(dtype, vnni);
-    default: return avx512_scaled_kernel(dtype, vnni, vbmi);
+    default: return avx512_scaled_kernel(dtype, vnni, vbmi, bf16);
   }
 }
 

@@ -42,7 +42,7 @@ inline int32_t hsum_epi32(__m256i v) {
 // ---------------------------------------------------------------------------------------------
 // F8_E4M3: as the AVX-512 kernel, each code is 2^8 times the fp16 number
 // sign << 15 | (code & 0x7F) << 7 (sign-extended to 16 bits, shifted by 7, bit 14 cleared);
-// 16 codes per step in element order against xf. NaN codes make their row NaN.
+// 16 codes per step in element order against xf (bf16-rounded). NaN codes make their row NaN.
 struct F8Kernel {
   static constexpr float kRescale = 256.0f;
 
@@ -83,7 +83,8 @@ struct F8Kernel {
     }
     ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r) {
       const float sum = hsum(acc[r][t]) * kRescale;
-      a.y[t * a.y_stride + r0 + r] = nan[r] ? __builtin_nanf("") : sum * a.wscale[r0 + r];
+      const float scale = a.xtoken_scale ? a.wscale[r0 + r] * a.xtoken_scale[t] : a.wscale[r0 + r];  // FP8 W8A8
+      a.y[t * a.y_stride + r0 + r] = nan[r] ? __builtin_nanf("") : sum * scale;
     }
   }
 };

@@ -1,4 +1,5 @@
-// AVX-512 gemv kernels for the scaled weight types: F8_E4M3 (W8A16), I8 (W8A8, VNNI), I4 (W4A16).
+// AVX-512 gemv kernels for the scaled weight types: F8_E4M3 (W8A16), I8 (W8A8, VNNI), I4 (W4A16);
+// the 16-bit activation schemes with AVX512-BF16 dot products where the CPU has them.
 #if defined(__x86_64__)
 
 // GCC 12 flags the intrinsics' own _mm*_undefined_*() placeholders as uninitialized.
@@ -69,6 +70,17 @@ inline __m512i permute_bytes(__m512i index, __m512i table_low, __m512i table_hig
   return index;
 }
 
+// acc + a.bf16[2i] * b.bf16[2i] + a.bf16[2i + 1] * b.bf16[2i + 1] per f32 lane i (products exact).
+// Inline asm: this translation unit is not compiled with the AVX512-BF16 target; the kernels that
+// use it run only where isa_has_avx512_bf16() said so.
+inline __m512 dpbf16(__m512 acc, __m512i a, __m512i b) {
+  __asm__("vdpbf16ps %[b], %[a], %[acc]" : [acc] "+v"(acc) : [a] "v"(a), [b] "v"(b));
+  return acc;
+}
+
+// kBf16: the bf16 words meet GemvActivations::bf16_pairs in vdpbf16ps (2 per 64 codes instead of
+// 4 conversions and 4 FMAs); otherwise their f32 halves meet f32_permuted in FMAs. Same products.
+template <bool kBf16>
 struct F8Kernel {
   // R x T x 2 accumulators within the 32 registers.
   template <int T>
@@ -107,6 +119,14 @@ struct F8Kernel {
         const __m512i low = permute_bytes(v, low0, low1);
         const __m512i high = _mm512_ternarylogic_epi32(permute_bytes(v, high0, high1), v, sign, 0xF8);  // | v & 0x80
         const __m512i words0 = _mm512_unpacklo_epi8(low, high), words1 = _mm512_unpackhi_epi8(low, high);
+        if constexpr (kBf16) {
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+            const uint16_t* xb = a.xbf16_pairs + t * a.k + i;
+            acc[r][t] = dpbf16(acc[r][t], words0, _mm512_loadu_si512(xb));
+            acc2[r][t] = dpbf16(acc2[r][t], words1, _mm512_loadu_si512(xb + 32));
+          }
+          continue;
+        }
         const __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(words0, 16));
         const __m512 w1 = _mm512_castsi512_ps(_mm512_and_si512(words0, high_words));
         const __m512 w2 = _mm512_castsi512_ps(_mm512_slli_epi32(words1, 16));
@@ -137,7 +157,8 @@ struct F8Kernel {
     const __m512 rescale = _mm512_set1_ps(256.0f);
     ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r) {
       const __m512 sum = _mm512_fmadd_ps(tail[r][t], rescale, _mm512_add_ps(acc[r][t], acc2[r][t]));
-      a.y[t * a.y_stride + r0 + r] = nan[r] ? __builtin_nanf("") : _mm512_reduce_add_ps(sum) * a.wscale[r0 + r];
+      const float scale = a.xtoken_scale ? a.wscale[r0 + r] * a.xtoken_scale[t] : a.wscale[r0 + r];  // FP8 W8A8
+      a.y[t * a.y_stride + r0 + r] = nan[r] ? __builtin_nanf("") : _mm512_reduce_add_ps(sum) * scale;
     }
   }
 };
@@ -247,7 +268,9 @@ struct I4Tables {
 };
 constexpr I4Tables kI4Tables;
 
-template <int G, bool kZeros>
+// kBf16: each lookup's 32 bf16 words meet GemvActivations::bf16_pairs in one vdpbf16ps (lane i:
+// elements 8i + m and 8i + 4 + m, as the two f32 halves below) instead of 2 conversions and 2 FMAs.
+template <int G, bool kZeros, bool kBf16>
 struct I4Kernel {
   static constexpr int kGroupsPerBlock = 128 / G;
   static constexpr float kMagic = 8388608.0f;  // 2^23, the float of bits 0x4B000000
@@ -293,10 +316,12 @@ struct I4Kernel {
 
   // Lookup m (0..3) of a block: the f32 vectors of elements {8i + m} and {8i + 4 + m}.
   template <int m, int R, int T>
-  static void lookup_step(const float* x, int64_t k, const __m512i (&v)[R], const __m512i (&table)[R],
-                          __m512 (&part)[2][R][T]) {
+  static void lookup_step(const float* x, const uint16_t* xb, int64_t k, const __m512i (&v)[R],
+                          const __m512i (&table)[R], __m512 (&part)[2][R][T]) {
     // Few tokens: each x vector loaded once for all R rows; many (R = 1): folded into the FMAs.
-    constexpr bool kPreload = T <= 2;
+    constexpr bool kPreload = T <= 2 && !kBf16;
+    __m512i x_pairs[kBf16 ? T : 1];
+    if constexpr (kBf16) ANVIL_UNROLL for (int t = 0; t < T; ++t) x_pairs[t] = _mm512_loadu_si512(xb + t * k + 32 * m);
     __m512 x_low[kPreload ? T : 1], x_high[kPreload ? T : 1];
     if constexpr (kPreload)
       ANVIL_UNROLL for (int t = 0; t < T; ++t) {
@@ -312,6 +337,11 @@ struct I4Kernel {
         words = _mm512_permutexvar_epi16(_mm512_add_epi16(index, table[r]), _mm512_load_si512(kI4Tables.shifted));
       } else {
         words = _mm512_permutexvar_epi16(index, table[r]);
+      }
+      if constexpr (kBf16) {  // lookups 0, 2 and 1, 3 in two chains per row and token
+        ANVIL_UNROLL for (int t = 0; t < T; ++t)
+          part[m % 2][r][t] = dpbf16(m < 2 ? _mm512_setzero_ps() : part[m % 2][r][t], words, x_pairs[t]);
+        continue;
       }
       const __m512 w_low = _mm512_castsi512_ps(_mm512_slli_epi32(words, 16));
       const __m512 w_high = _mm512_castsi512_ps(_mm512_and_si512(words, high_words));
@@ -357,10 +387,11 @@ struct I4Kernel {
       }
       __m512 part[2][R][T];
       const float* x = a.xf_permuted + b * 128;
-      lookup_step<0>(x, a.k, v, table, part);
-      lookup_step<1>(x, a.k, v, table, part);
-      lookup_step<2>(x, a.k, v, table, part);
-      lookup_step<3>(x, a.k, v, table, part);
+      const uint16_t* xb = kBf16 ? a.xbf16_pairs + b * 128 : nullptr;
+      lookup_step<0>(x, xb, a.k, v, table, part);
+      lookup_step<1>(x, xb, a.k, v, table, part);
+      lookup_step<2>(x, xb, a.k, v, table, part);
+      lookup_step<3>(x, xb, a.k, v, table, part);
       ANVIL_UNROLL for (int r = 0; r < R; ++r) {
         const __m512 s = per_lane(scales[r] + b * kGroupsPerBlock);
         ANVIL_UNROLL for (int t = 0; t < T; ++t)
@@ -408,33 +439,36 @@ template <int T>
 constexpr int rows_per_pass();
 #include "compute/cpu/gemv_rows.inc"
 
-template <bool kZeros>
+template <bool kZeros, bool kBf16>
 void i4_rows_for_zeros(const GemvArgs& a) {
   switch (a.wgroup) {
-    case 32: rows<I4Kernel<32, kZeros>>(a); break;
-    case 64: rows<I4Kernel<64, kZeros>>(a); break;
-    case 128: rows<I4Kernel<128, kZeros>>(a); break;
+    case 32: rows<I4Kernel<32, kZeros, kBf16>>(a); break;
+    case 64: rows<I4Kernel<64, kZeros, kBf16>>(a); break;
+    case 128: rows<I4Kernel<128, kZeros, kBf16>>(a); break;
     default: scalar_kernel(DType::I4)(a); break;  // not a layout check_quant_scale_layout accepts
   }
 }
 
+template <bool kBf16>
 void i4_rows(const GemvArgs& a) {
   if (a.wzero != nullptr) {
-    i4_rows_for_zeros<true>(a);
+    i4_rows_for_zeros<true, kBf16>(a);
   } else {
-    i4_rows_for_zeros<false>(a);
+    i4_rows_for_zeros<false, kBf16>(a);
   }
 }
 
 }  // namespace
 
-GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi) {
+GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi, bool bf16) {
   switch (dtype) {
     // Without VBMI the AVX2 kernel runs (GemvActivations' F8 order is for this kernel only).
-    case DType::F8_E4M3: return vbmi ? rows<F8Kernel> : nullptr;
+    case DType::F8_E4M3:
+      if (!vbmi) return nullptr;
+      return bf16 ? rows<F8Kernel<true>> : rows<F8Kernel<false>>;
     // Without VNNI the flipped codes (up to 255) would saturate maddubs: the AVX2 kernel runs.
     case DType::I8: return vnni ? rows<I8VnniKernel> : nullptr;
-    case DType::I4: return i4_rows;
+    case DType::I4: return bf16 ? i4_rows<true> : i4_rows<false>;
     default: return nullptr;
   }
 }
