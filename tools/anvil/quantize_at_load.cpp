@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <string>
 
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -41,10 +42,16 @@ void repack_for_decode(Checkpoint& checkpoint, int threads) {
   TerminalProgress progress("repacking for decode", true);
   const RepackReport report = repack_weights_for_decode(checkpoint, threads, progress.callback());
   progress.finish();
-  if (report.tensors == 0) return;
+  if (report.tensors == 0 && report.moved_tensors == 0) return;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print(stderr, "anvil: repacked {} Q8_0/Q4_0/Q4_K weights ({:.1f} MiB) into decode panels in {:.2f} s (ANVIL_REPACK=0: off)\n",
-             report.tensors, report.bytes / 1048576.0, seconds);
+  std::string what;
+  if (report.tensors > 0)
+    what = fmt::format("repacked {} Q8_0/Q4_0/Q4_K weights ({:.1f} MiB) into decode panels", report.tensors,
+                       report.bytes / 1048576.0);
+  if (report.moved_tensors > 0)
+    what += fmt::format("{}moved {} other weights ({:.1f} MiB) from the file mapping into huge pages",
+                        what.empty() ? "" : ", ", report.moved_tensors, report.moved_bytes / 1048576.0);
+  fmt::print(stderr, "anvil: {} in {:.2f} s (ANVIL_REPACK=0: off)\n", what, seconds);
 }
 
 }  // namespace anvil::cli

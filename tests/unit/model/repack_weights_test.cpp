@@ -1,6 +1,7 @@
 // repack_weights_for_decode: which tensors become panels, what happens to the memory they came
 // from, and a model on panels giving the logits of the same model on GGML rows (decode, prefill on
-// the oneDNN path, embedding lookups of a tied table), and GGUF writers refusing panels.
+// the oneDNN path, embedding lookups of a tied table), the other matrices of a file mapping moving
+// into weight memory, and GGUF writers refusing panels.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "model/load_checkpoint.h"
 #include "model/presets.h"
 #include "model/repack_weights.h"
+#include "quant/quantize_checkpoint.h"
 
 namespace anvil {
 namespace {
@@ -103,6 +105,58 @@ TEST(RepackWeights, GgufCheckpointsRepackFromTheMappedFile) {
   const std::vector<float> got = run_logits(*panels, prompt, 4);
   ASSERT_EQ(want.size(), got.size());
   for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << i;
+  std::filesystem::remove(path);
+}
+
+bool in_mapping(const Checkpoint& c, const void* p) {
+  for (const auto& [start, size] : c.file_mappings)
+    if (static_cast<const std::byte*>(p) >= start && static_cast<const std::byte*>(p) < start + size) return true;
+  return false;
+}
+
+// The other matrices of a GGUF (here W4A16 with zero points, and the F32 embedding table and norms
+// beside them) leave the file mapping for weight memory with their scales and zero points; the
+// logits stay bit for bit those of the mapped model.
+TEST(RepackWeights, MappedMatricesMoveIntoWeightMemoryWithTheirScales) {
+  Checkpoint source = preset("dummy:tiny-llama");
+  QuantizeOptions options;
+  options.scheme = QuantScheme::W4A16Rtn;
+  options.group_size = 32;
+  options.asymmetric = true;
+  ThreadPool pool(2);
+  ASSERT_TRUE(quantize_checkpoint(source, options, pool).is_ok());
+  const std::string path = (std::filesystem::temp_directory_path() / "anvil_move_w4a16.gguf").string();
+  ASSERT_TRUE(write_gguf(source, path).is_ok());
+  Result<Checkpoint> mapped = load_checkpoint(path);
+  Result<Checkpoint> moved = load_checkpoint(path);
+  ASSERT_TRUE(mapped && moved);
+  ASSERT_EQ(moved->file_mappings.size(), 1u);
+  const RepackReport report = repack_weights_for_decode(*moved);
+  EXPECT_EQ(report.tensors, 0);
+  int64_t matrices = 0, i4 = 0;
+  for (const auto& [name, t] : moved->tensors) {
+    if (t.shape.size() != 2) {
+      EXPECT_TRUE(in_mapping(*moved, t.data)) << name << ": 1-D tensors stay in the mapping";
+      continue;
+    }
+    ++matrices;
+    EXPECT_FALSE(in_mapping(*moved, t.data)) << name;
+    EXPECT_EQ(std::memcmp(t.data, mapped->tensors.at(name).data, t.nbytes), 0) << name;
+    if (t.dtype != DType::I4) continue;
+    ++i4;
+    ASSERT_NE(t.quant.scale, nullptr);
+    ASSERT_NE(t.quant.zero, nullptr);
+    EXPECT_FALSE(in_mapping(*moved, t.quant.scale)) << name;
+    EXPECT_FALSE(in_mapping(*moved, t.quant.zero)) << name;
+    const size_t values = static_cast<size_t>(t.rows() * (t.cols() / t.quant.group)) * sizeof(float);
+    EXPECT_EQ(std::memcmp(t.quant.scale, mapped->tensors.at(name).quant.scale, values), 0) << name;
+    EXPECT_EQ(std::memcmp(t.quant.zero, mapped->tensors.at(name).quant.zero, values), 0) << name;
+  }
+  EXPECT_EQ(report.moved_tensors, matrices);
+  EXPECT_GT(i4, 0);
+  std::vector<int32_t> prompt(20);
+  std::iota(prompt.begin(), prompt.end(), 3);
+  EXPECT_EQ(run_logits(*moved, prompt, 4), run_logits(*mapped, prompt, 4));
   std::filesystem::remove(path);
 }
 
