@@ -436,7 +436,7 @@ std::shared_ptr<const CachedMatmul> get_matmul(const MatmulKey& key) {
   if (it != cache.end()) return it->second;
   if (cache.size() >= 512) cache.clear();  // bounded: shapes come from a handful of layers x m values
 
-  const dt type = key.compute == GemmCompute::BF16 ? dt::bf16 : dt::f32;
+  const dt type = key.compute == GemmCompute::F32 ? dt::f32 : dt::bf16;
   auto entry = std::make_shared<CachedMatmul>();
   // x (m, k) row-major; W block (n rows of k) read as B = Wᵀ (k, n), i.e. format "ba";
   // the (m, n) result dense. oneDNN 2.6 only takes its brgemm kernels (AMX, AVX512-BF16) for a
@@ -450,11 +450,11 @@ std::shared_ptr<const CachedMatmul> get_matmul(const MatmulKey& key) {
   entry->scratchpad = pd.scratchpad_desc();
   entry->scratchpad_bytes = entry->scratchpad.get_size();
   entry->primitive = dnnl::matmul(pd);
-  bool& was_logged = logged[key.compute == GemmCompute::BF16];
+  bool& was_logged = logged[key.compute != GemmCompute::F32];
   if (debug_enabled() && !was_logged) {
     was_logged = true;
     std::fprintf(stderr, "anvil: debug: onednn %s matmul m=%lld n=%lld k=%lld uses %s\n",
-                 key.compute == GemmCompute::BF16 ? "bf16" : "f32", static_cast<long long>(key.m),
+                 key.compute == GemmCompute::F32 ? "f32" : "bf16", static_cast<long long>(key.m),
                  static_cast<long long>(key.n), static_cast<long long>(key.k), pd.impl_info_str());
   }
   cache.emplace(key, entry);
@@ -488,14 +488,16 @@ class OneDnnGemm final : public GemmProvider {
   }
 
   GemmCompute compute(DType weight_dtype) const override {
+    // In bf16, F8_E4M3 weights keep their values exact (run() scales the results per row).
+    const GemmCompute bf16 = weight_dtype == DType::F8_E4M3 ? GemmCompute::Bf16Activations : GemmCompute::BF16;
     switch (choice_) {
-      case ComputeChoice::BF16: return GemmCompute::BF16;
+      case ComputeChoice::BF16: return bf16;
       case ComputeChoice::F32: return GemmCompute::F32;
       case ComputeChoice::Auto: break;
     }
     // F32 and F16 weights would lose mantissa bits in bf16 (F16 has 10, bf16 7): keep them f32.
     if (weight_dtype == DType::F32 || weight_dtype == DType::F16) return GemmCompute::F32;
-    return cpu_has_fast_bf16() ? GemmCompute::BF16 : GemmCompute::F32;
+    return cpu_has_fast_bf16() ? bf16 : GemmCompute::F32;
   }
 
   Status run(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m_tokens, float* y) override {
@@ -512,7 +514,8 @@ class OneDnnGemm final : public GemmProvider {
 
  private:
   Status run_unchecked(ThreadPool& pool, const Tensor& weight, const float* x, int64_t m, float* y) {
-    const GemmCompute compute_type = compute(weight.dtype);
+    // One bf16 primitive serves BF16 and Bf16Activations (F8_E4M3's exact values, below).
+    const GemmCompute compute_type = compute(weight.dtype) == GemmCompute::F32 ? GemmCompute::F32 : GemmCompute::BF16;
     const bool bf16 = compute_type == GemmCompute::BF16;
     const int64_t n = weight.rows(), k = weight.cols();
     const int threads = pool.thread_count();
@@ -520,17 +523,17 @@ class OneDnnGemm final : public GemmProvider {
     cpu_engine();  // AMX permission and engine before any thread touches oneDNN
 
     // x in the compute type, once per call (shared read-only by all threads); FP8 W8A8 weights
-    // first round it to E4M3 per token, as every matmul path does. In bf16 they multiply the
-    // E4M3 values of x and W as they are (exact in bf16: exact products, f32 sums, an fp8
-    // GEMM's arithmetic) and each result is scaled by its token's and row's scales afterwards.
-    // Rounding x' = value * s_t and W's value * scale to bf16 instead would perturb each layer's
-    // output, and the next layer's E4M3 rounding amplifies that (codes flip): ~10x W8A16's bf16
-    // error in a model's logits.
+    // first round it to E4M3 per token, as every matmul path does. In bf16, F8_E4M3 weights
+    // multiply their E4M3 values as they are (exact in bf16) and each result is scaled by its
+    // row's scale afterwards: W8A16 then computes what its GEMV kernels do (bf16 x, exact weight
+    // values). FP8 W8A8 also takes x's E4M3 values unscaled (exact products, f32 sums, an fp8
+    // GEMM's arithmetic) and applies the token's scale too. Rounding x' = value * s_t and W's
+    // value * scale to bf16 instead would perturb each layer's output, and the next layer's E4M3
+    // rounding amplifies that (codes flip): ~10x W8A16's bf16 error in a model's logits.
     const Clock::time_point t_x = Clock::now();
-    const bool fp8_values = bf16 && weight.dtype == DType::F8_E4M3 && weight.has_scales() &&
-                            weight.quant.activations == ActivationQuant::DynamicPerTokenFp8;
+    const bool fp8_values = bf16 && weight.dtype == DType::F8_E4M3 && weight.has_scales();
     const float* token_scales = nullptr;
-    if (fp8_values) {
+    if (fp8_values && weight.quant.activations == ActivationQuant::DynamicPerTokenFp8) {
       const E4M3Rows rows = matmul_input_e4m3_rows(pool, x, m, k);
       x = rows.values;
       token_scales = rows.token_scales;
@@ -589,9 +592,11 @@ class OneDnnGemm final : public GemmProvider {
                                             {DNNL_ARG_SCRATCHPAD, dnnl::memory(mm->scratchpad, engine, scratch)}});
       state.stream->wait();
       for (int64_t t_row = 0; t_row < m; ++t_row) {
-        if (fp8_values) {  // F8_E4M3 scales are per row (QuantScales::group == cols)
+        if (fp8_values && token_scales != nullptr) {  // F8_E4M3 scales are per row (QuantScales::group == cols)
           for (int64_t j = 0; j < rows; ++j)
             y[t_row * n + r0 + j] = dst[t_row * rows + j] * (token_scales[t_row] * weight.quant.scale[r0 + j]);
+        } else if (fp8_values) {
+          for (int64_t j = 0; j < rows; ++j) y[t_row * n + r0 + j] = dst[t_row * rows + j] * weight.quant.scale[r0 + j];
         } else {
           std::memcpy(y + t_row * n + r0, dst + t_row * rows, static_cast<size_t>(rows) * sizeof(float));
         }
