@@ -593,7 +593,11 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir, const ProgressCall
                          (quantization.method == HfQuantMethod::CompressedTensors ? "weight_scale" : "qweight") +
                          " is missing)");
   checkpoint.quantization = hf_quantization_info(quantization);
-  for (auto& file : weights.files) checkpoint.storage.push_back(std::move(file));
+  for (auto& file : weights.files) {
+    // Registered as file mappings: repack_weights_for_decode moves the matrices out of them.
+    checkpoint.file_mappings.emplace_back(file->mapped_file().data(), file->mapped_file().size());
+    checkpoint.storage.push_back(std::move(file));
+  }
 
   // tokenizer.json when the directory has one (an empty Vocab otherwise); the chat template
   // comes with it from tokenizer_config.json, or alone when there is no tokenizer.json.

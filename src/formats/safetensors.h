@@ -58,6 +58,8 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // Byte offset of the data section (8 + header length).
   size_t data_start() const { return data_start_; }
+  // The read-only mapping the tensor views point into (Checkpoint::file_mappings).
+  const MappedFile& mapped_file() const { return *file_; }
 
   // A Tensor view named `name` (F32/F16/BF16); other dtypes give "PATH: tensor NAME has dtype
   // F8_E4M3, which anvil cannot load yet". The view lives as long as this object.

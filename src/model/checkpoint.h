@@ -53,7 +53,7 @@ struct Checkpoint {
   QuantizationInfo quantization;
   // Keeps the bytes behind `tensors` alive (memory maps, owned buffers).
   std::vector<std::shared_ptr<const void>> storage;
-  // Read-only file mappings among `storage` (GGUF), as (start, bytes): pages there can be dropped
+  // Read-only file mappings among `storage` (GGUF, safetensors), as (start, bytes): pages there can be dropped
   // from this process and come back from the file, which repack_weights_for_decode does once it
   // no longer reads a tensor's bytes.
   std::vector<std::pair<const std::byte*, size_t>> file_mappings;

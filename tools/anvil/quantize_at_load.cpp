@@ -39,7 +39,7 @@ Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& 
 
 void repack_for_decode(Checkpoint& checkpoint, int threads) {
   const auto start = std::chrono::steady_clock::now();
-  TerminalProgress progress("repacking for decode", true);
+  TerminalProgress progress("preparing weights for decode", true);
   const RepackReport report = repack_weights_for_decode(checkpoint, threads, progress.callback());
   progress.finish();
   if (report.tensors == 0 && report.moved_tensors == 0) return;

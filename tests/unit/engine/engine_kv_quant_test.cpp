@@ -114,8 +114,9 @@ TEST(EngineKvQuant, Fp8AndInt8CachesRunToTheEndAndStayNearTheF16Cache) {
       EXPECT_GE(shared, 15) << name << " prompt " << i;
       const std::vector<TokenLogprob>& top = f16.first[i].top;
       ASSERT_GE(top.size(), 2u);
-      if (top[0].logprob - top[1].logprob >= 2 * tolerance)
+      if (top[0].logprob - top[1].logprob >= 2 * tolerance) {
         EXPECT_EQ(q.tokens[i][0], f16.tokens[i][0]) << name << " prompt " << i;
+      }
       for (size_t t = 0; t < q.tokens[i].size(); ++t) same_tokens += q.tokens[i][t] == f16.tokens[i][t];
       total_tokens += static_cast<int>(q.tokens[i].size());
     }

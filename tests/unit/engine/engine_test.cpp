@@ -140,15 +140,21 @@ TEST_P(EngineBatchInvariance, GreedyTokensEqualRunningAlone) {
     auto id = (*engine)->submit(greedy(prompts[i], max_tokens[i]), c.callback());
     ASSERT_TRUE(id) << id.status().message();
     ids.push_back(*id);
-    if (i % 2 == 1) ASSERT_TRUE((*engine)->step());
+    if (i % 2 == 1) {
+      ASSERT_TRUE((*engine)->step());
+    }
   }
   ASSERT_TRUE((*engine)->run_until_idle());
   const EngineMetrics m = (*engine)->metrics();
   EXPECT_EQ(m.kv_blocks_used, 0) << "blocks leaked";
   EXPECT_EQ(m.running + m.waiting, 0);
   EXPECT_EQ(m.requests_finished, 32);
-  if (bc.shared_prefix > 0 && bc.prefix_caching) EXPECT_GT(m.prefix_hits, 0);
-  if (bc.kv_bytes < (1 << 20)) EXPECT_GT(m.preemptions, 0) << "the small cache should force preemption";
+  if (bc.shared_prefix > 0 && bc.prefix_caching) {
+    EXPECT_GT(m.prefix_hits, 0);
+  }
+  if (bc.kv_bytes < (1 << 20)) {
+    EXPECT_GT(m.preemptions, 0) << "the small cache should force preemption";
+  }
   std::printf("[%s] steps %lld, preemptions %lld, prefix hit rate %.2f\n", bc.name, (long long)m.steps,
               (long long)m.preemptions, m.prefix_hit_rate());
 

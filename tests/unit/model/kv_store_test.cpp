@@ -57,8 +57,9 @@ TEST(KvStore, QuantizedRowRoundTripIsWithinTheDtypesBound) {
               EXPECT_LE(err, bound) << dtype_name(dtype) << " head_dim " << head_dim << " head " << k << " x " << x;
               worst = std::max(worst, static_cast<double>(err / bound));
             }
-            if (dtype == DType::I8)
+            if (dtype == DType::I8) {
               for (int64_t i = 0; i < head_dim; ++i) EXPECT_NE(static_cast<int8_t>(codes[k * head_dim + i]), -128);
+            }
           }
         }
         std::printf("%-8s %-7s head_dim %3lld: worst error / bound %.3f\n", isa_name(cap), dtype_name(dtype),
