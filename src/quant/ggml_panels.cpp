@@ -86,11 +86,16 @@ void q4k_panel_row_to_blocks(const std::byte* data, int64_t rows, int64_t k, int
 
 }  // namespace
 
+bool has_panel_layout(DType ggml_dtype) {
+  return ggml_dtype == DType::Q8_0 || ggml_dtype == DType::Q4_0 || ggml_dtype == DType::Q4_K;
+}
+
 DType panel_dtype_for(DType ggml_dtype) {
+  assert(has_panel_layout(ggml_dtype));
   switch (ggml_dtype) {
     case DType::Q8_0: return DType::Q8_0_R4;
     case DType::Q4_0: return DType::Q4_0_R4;
-    default: assert(ggml_dtype == DType::Q4_K); return DType::Q4_K_R4;
+    default: return DType::Q4_K_R4;
   }
 }
 

@@ -43,6 +43,8 @@ constexpr int64_t kPanelBlocks = 16;  // 32-element blocks per superblock: one i
 constexpr int64_t kPanelQ4KBlocks = 2;  // Q4_K blocks (of 8 sub-blocks of 32) per superblock
 
 // The panel layout of a GGML type (Q8_0 -> Q8_0_R4, Q4_0 -> Q4_0_R4, Q4_K -> Q4_K_R4), and back.
+// The GGML types that have a panel layout: Q8_0, Q4_0, Q4_K (panel_dtype_for's domain).
+bool has_panel_layout(DType ggml_dtype);
 DType panel_dtype_for(DType ggml_dtype);
 DType ggml_dtype_of_panels(DType panel_dtype);
 

@@ -133,7 +133,7 @@ bool gemv_supports(DType weight_dtype) { return scalar_kernel(weight_dtype) != n
 
 bool gemv_prefers_panels(DType ggml_dtype) {
 #if defined(__x86_64__)
-  if (ggml_dtype != DType::Q8_0 && ggml_dtype != DType::Q4_0 && ggml_dtype != DType::Q4_K) return false;
+  if (!has_panel_layout(ggml_dtype)) return false;
   return active_isa() >= Isa::Avx512 && avx512_panel_kernel(panel_dtype_for(ggml_dtype), isa_has_avx512_vnni()) != nullptr;
 #else
   (void)ggml_dtype;
