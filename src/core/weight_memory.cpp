@@ -9,7 +9,7 @@
 namespace anvil {
 namespace {
 
-constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugePage = kWeightMemoryHugePage;
 
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 

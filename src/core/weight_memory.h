@@ -14,4 +14,7 @@ namespace anvil {
 // Huge pages are advice: where the kernel has them off, the memory is plain 4 KiB pages.
 std::shared_ptr<std::byte[]> allocate_weight_memory(size_t bytes);
 
+// The huge-page size: smaller buffers come from the heap (not worth a mapping of their own).
+constexpr size_t kWeightMemoryHugePage = size_t{2} << 20;
+
 }  // namespace anvil

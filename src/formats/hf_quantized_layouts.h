@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/weight_memory.h"
 #include "formats/hf_quantized.h"
 
 namespace anvil::hf_quant {
@@ -71,9 +73,18 @@ Result<Tensor> assemble_i4(I4Source source, const std::string& module, Storage& 
 Result<Tensor> assemble_per_row(DType dtype, int64_t rows, int64_t cols, const std::byte* codes,
                                 std::vector<float> row_scales, const std::string& module, Storage& storage);
 
-// Keeps a buffer alive in `storage` and returns its data.
+// Keeps a buffer alive in `storage` and returns its data. Weight-sized buffers (the repacked
+// codes of a layer) go to huge-page weight memory: decode streams them every token, and heap
+// memory sits on 4 KiB pages (as a mapped file's would; model/repack_weights.h).
 template <typename T>
 T* keep(std::vector<T> values, Storage& storage) {
+  const size_t bytes = values.size() * sizeof(T);
+  if (bytes >= kWeightMemoryHugePage) {
+    std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(bytes);
+    std::memcpy(buffer.get(), values.data(), bytes);
+    storage.push_back(std::shared_ptr<const void>(buffer, buffer.get()));
+    return reinterpret_cast<T*>(buffer.get());
+  }
   auto owned = std::make_shared<std::vector<T>>(std::move(values));
   storage.push_back(owned);
   return owned->data();

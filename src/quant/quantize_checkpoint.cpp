@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "compute/cpu/matmul.h"
+#include "core/weight_memory.h"
 #include "model/convert_dtype.h"
 #include "quant/fp8.h"
 #include "quant/gptq_checkpoint.h"
@@ -148,6 +150,13 @@ TensorQuantReport install_quantized(Checkpoint& checkpoint, Tensor& tensor, cons
   tensor = owned->view(tensor.name);
   tensor.shape = shape;
   checkpoint.storage.push_back(owned);
+  // The codes to weight memory (huge pages from 2 MiB): decode streams them every token, and the
+  // quantizer's heap vector sits on 4 KiB pages. The scales stay where they are.
+  std::shared_ptr<std::byte[]> codes = allocate_weight_memory(owned->codes.size());
+  std::memcpy(codes.get(), owned->codes.data(), owned->codes.size());
+  tensor.data = codes.get();
+  checkpoint.storage.push_back(std::shared_ptr<const void>(codes, codes.get()));
+  owned->codes = {};
   return round_trip_report(before, tensor, w, stored_bytes(before), pool);
 }
 

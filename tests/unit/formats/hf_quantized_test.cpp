@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "formats/hf_checkpoint.h"
+#include "formats/hf_quantized_layouts.h"
 #include "formats/safetensors.h"
 #include "quant/int4_codes.h"
 #include "quant/scaled_dequant.h"
@@ -603,6 +604,23 @@ TEST(HfQuantized, FixturesDequantizeExactlyAsNumpy) {
     EXPECT_FALSE(checkpoint->quantization.scheme.empty());
     EXPECT_EQ(checkpoint->config.tied_embeddings, false);
   }
+}
+
+// The loaders' repacked codes: a layer-sized buffer moves to huge-page weight memory (2 MiB
+// aligned, same values), small ones (scales of a small layer) stay on the heap; both live as long
+// as the storage does.
+TEST(HfQuantized, KeepPutsWeightSizedBuffersInWeightMemory) {
+  hf_quant::Storage storage;
+  std::vector<uint32_t> big(kWeightMemoryHugePage / 4 + 1000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint32_t>(i * 2654435761u);
+  const std::vector<uint32_t> expected = big;
+  const uint32_t* kept = hf_quant::keep(std::move(big), storage);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(kept) % kWeightMemoryHugePage, 0u);
+  EXPECT_EQ(std::memcmp(kept, expected.data(), expected.size() * 4), 0);
+  const float* small = hf_quant::keep(std::vector<float>{1.5f, -2.0f}, storage);
+  EXPECT_EQ(small[0], 1.5f);
+  EXPECT_EQ(small[1], -2.0f);
+  EXPECT_EQ(storage.size(), 2u);
 }
 
 }  // namespace
