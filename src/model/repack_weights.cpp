@@ -69,7 +69,7 @@ size_t aligned64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 // huge-page buffer; points t (and any other tensor viewing the same bytes) there.
 void move_to_weight_memory(Checkpoint& checkpoint, Tensor& t) {
   const std::byte* source = t.data;
-  const size_t values = t.quant.scale ? static_cast<size_t>(t.rows() * (t.cols() / t.quant.group)) : 0;
+  const size_t values = t.has_scales() ? static_cast<size_t>(t.rows() * t.scale_groups()) : 0;
   const float* scale = t.quant.scale && in_file_mapping(checkpoint, t.quant.scale, values * 4) ? t.quant.scale : nullptr;
   const float* zero = t.quant.zero && in_file_mapping(checkpoint, t.quant.zero, values * 4) ? t.quant.zero : nullptr;
   const size_t scale_at = aligned64(t.nbytes), zero_at = scale_at + (scale ? aligned64(values * 4) : 0);
