@@ -183,6 +183,7 @@ std::string weight_type_name(const Tensor& tensor) {
   if (tensor.dtype == DType::I4 && tensor.has_scales()) {
     name += fmt::format(" g{}", tensor.quant.group);
     if (tensor.quant.zero) name += " asym";
+    if (tensor.quant.input_order) name += " act-order";
   }
   return name;
 }

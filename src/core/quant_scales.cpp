@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -58,6 +59,8 @@ Status check_quant_scale_layout(const Tensor& t) {
                          std::to_string(kMaxI8Cols) + ")");
   if (q.zero && t.dtype != DType::I4)
     return Status::error(what + " has zero points, which only asymmetric I4 weights take");
+  if (q.input_order && t.dtype != DType::I4)
+    return Status::error(what + " has an input column order, which only I4 weights (GPTQ act-order) take");
   return Status::ok();
 }
 
@@ -75,6 +78,18 @@ Status check_quant_scales(const Tensor& t) {
       const float z = q.zero[i];
       if (!(z >= 0.0f && z <= 15.0f) || z != std::nearbyint(z))
         return Status::error(what + ": zero point " + at(i) + " is " + std::to_string(z) + ", not an integer in 0..15");
+    }
+  }
+  if (q.input_order) {
+    const int64_t cols = t.cols();
+    std::vector<bool> seen(static_cast<size_t>(cols), false);
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t c = q.input_order[j];
+      if (c < 0 || c >= cols || seen[c])
+        return Status::error(what + ": input column order entry " + std::to_string(j) + " is " + std::to_string(c) +
+                             (c < 0 || c >= cols ? ", outside 0.." + std::to_string(cols - 1)
+                                                 : ", a column already listed (not a permutation)"));
+      seen[c] = true;
     }
   }
   return Status::ok();

@@ -27,6 +27,12 @@ struct Tensor;
 //           None keeps x as is (W8A16); DynamicPerTokenFp8 rounds each token's row of x to E4M3
 //           with scale amax / 448 (quant/fp8_activations.h), vLLM's FP8_DYNAMIC (W8A8).
 //           (I8 weights always take per-token int8 activations: that is their kernel's input.)
+//   input_order  null, or (cols) int32: stored column j holds input column input_order[j] (a
+//           permutation of 0..cols-1; I4 only). GPTQ act-order ("desc_act" without static
+//           groups, compressed-tensors actorder "group") assigns columns to groups in a permuted
+//           order; the loader sorts the columns by group so that every group is a run of
+//           consecutive stored columns, and matmuls gather x into the same order
+//           (compute/cpu/matmul_input.h). The formula above holds for stored columns.
 enum class ActivationQuant : uint8_t { None, DynamicPerTokenFp8 };
 
 struct QuantScales {
@@ -34,6 +40,7 @@ struct QuantScales {
   const float* zero = nullptr;
   int64_t group = 0;
   ActivationQuant activations = ActivationQuant::None;
+  const int32_t* input_order = nullptr;
 };
 
 // "none", "dynamic-per-token-fp8" (the spelling of GGUF's anvil.quantization.activations).
@@ -48,7 +55,8 @@ constexpr int64_t kMaxI8Cols = 133000;
 // scaled types a 2-D weight with scales present, a supported group that divides the row, zero
 // points only for I4 and activation quantization only for F8_E4M3. Cheap (no pass over the arrays): for per-call argument checks.
 Status check_quant_scale_layout(const Tensor& tensor);
-// The layout check plus the values: finite scales, zero points integers in 0..15. One pass over
+// The layout check plus the values: finite scales, zero points integers in 0..15, an input_order
+// that is a permutation. One pass over
 // the scale arrays: for loading. Messages name the tensor.
 Status check_quant_scales(const Tensor& tensor);
 

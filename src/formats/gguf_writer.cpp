@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <list>
 #include <map>
 #include <tuple>
 
@@ -250,6 +251,7 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
 
   // Order the tensors: token_embd, blk.0.* ... blk.N.*, output_norm, output, rope_freqs.
   std::vector<PlannedTensor> plan;
+  std::list<std::vector<float>> companion_buffers;  // companions converted for writing
   std::map<std::tuple<int, int64_t, int>, const Tensor*> ordered;
   for (const auto& [name, tensor] : checkpoint.tensors) {
     ANVIL_RETURN_IF_ERROR(validate_tensor(path, tensor));
@@ -286,10 +288,11 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
     }
     const RopeRowOrder order = p.order;
     plan.push_back(std::move(p));
-    // Scales and zero points follow their weight, one row per weight row (reordered with it).
-    for (const Tensor& companion : quant_companion_tensors(*tensor)) {
+    // Scales and zero points follow their weight, one row per weight row (reordered with it); an
+    // input column order is per column, the same for every row.
+    for (const Tensor& companion : quant_companion_tensors(*tensor, companion_buffers)) {
       PlannedTensor q{companion.name, companion.dtype, companion.shape, companion.data, companion.nbytes};
-      q.order = order;
+      q.order = companion.shape.size() == 2 ? order : RopeRowOrder::AsStored;
       q.head_dim = c.head_dim;
       plan.push_back(std::move(q));
     }

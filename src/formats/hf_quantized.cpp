@@ -15,6 +15,7 @@
 #include "core/json_error.h"
 #include "core/mapped_file.h"
 #include "formats/hf_quantized_layouts.h"
+#include "quant/int4_codes.h"
 
 namespace anvil {
 
@@ -438,6 +439,48 @@ std::vector<uint32_t> read_words(const SafetensorsEntry& entry) {
   return words;
 }
 
+namespace {
+
+// The largest of anvil's I4 groups (128, 64, 32 consecutive columns) whose columns all lie in one
+// source group; 0 when none.
+int64_t uniform_group(const std::vector<int64_t>& column_group) {
+  const int64_t cols = static_cast<int64_t>(column_group.size());
+  for (int64_t candidate : {128, 64, 32}) {
+    if (cols % candidate != 0) continue;
+    bool uniform = true;
+    for (int64_t c = 0; c < cols && uniform; ++c) uniform = column_group[c] == column_group[c - c % candidate];
+    if (uniform) return candidate;
+  }
+  return 0;
+}
+
+// The columns sorted by source group (stable: ascending within a group).
+std::vector<int32_t> columns_by_group(const std::vector<int64_t>& column_group, int64_t groups) {
+  const int64_t cols = static_cast<int64_t>(column_group.size());
+  std::vector<int64_t> start(static_cast<size_t>(groups) + 1, 0);  // counting sort
+  for (int64_t g : column_group) ++start[g + 1];
+  for (int64_t g = 0; g < groups; ++g) start[g + 1] += start[g];
+  std::vector<int32_t> order(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) order[start[column_group[c]]++] = static_cast<int32_t>(c);
+  return order;
+}
+
+// Row r's codes with stored column j taken from input column order[j].
+std::vector<uint8_t> reorder_i4_columns(const std::byte* codes, int64_t rows, int64_t cols,
+                                        const std::vector<int32_t>& order) {
+  const int64_t row_bytes = cols / 2;
+  std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* in = reinterpret_cast<const uint8_t*>(codes) + r * row_bytes;
+    uint8_t* dst = out.data() + r * row_bytes;
+    for (int64_t j = 0; j < cols; j += 2)
+      dst[j / 2] = static_cast<uint8_t>(i4_code(in, order[j]) | (i4_code(in, order[j + 1]) << 4));
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& storage) {
   const std::string weight_name = module + ".weight";
   if (s.groups <= 0 || static_cast<int64_t>(s.column_group.size()) != s.cols ||
@@ -447,41 +490,39 @@ Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& stora
     if (s.column_group[c] < 0 || s.column_group[c] >= s.groups)
       return Status::error(fmt::format("{}: column {} belongs to group {}, but there are {} groups (g_idx out of range)",
                                        module, c, s.column_group[c], s.groups));
-  // Whether the source's groups are plain runs of columns, for the message below.
-  int64_t source_group = 0;
-  bool contiguous = s.cols % s.groups == 0;
-  if (contiguous) {
-    source_group = s.cols / s.groups;
-    for (int64_t c = 0; c < s.cols && contiguous; ++c) contiguous = s.column_group[c] == c / source_group;
-  }
-  int64_t group = 0;
-  for (int64_t candidate : {128, 64, 32}) {
-    if (s.cols % candidate != 0) continue;
-    bool uniform = true;
-    for (int64_t c = 0; c < s.cols && uniform; ++c) uniform = s.column_group[c] == s.column_group[c - c % candidate];
-    if (uniform) {
-      group = candidate;
-      break;
-    }
-  }
   if (s.cols % 32 != 0)
     return Status::error(fmt::format("{}: rows of {} columns cannot be I4: anvil's I4 groups are 32, 64 or 128 columns",
                                      module, s.cols));
+  // Groups of consecutive columns keep the source's column order; act-order groups (g_idx in a
+  // permuted order) get their columns sorted by group, so that each is a run of stored columns.
+  std::vector<int32_t> order;
+  std::vector<int64_t> stored_group = s.column_group;
+  int64_t group = uniform_group(stored_group);
   if (group == 0) {
-    if (contiguous)
-      return Status::error(fmt::format("{}: group size {} over rows of {} columns is not supported: anvil's I4 scales "
-                                       "cover groups of 32, 64 or 128 columns (a larger group, or a whole row, must be "
-                                       "a multiple of one of them)",
-                                       module, source_group, s.cols));
+    order = columns_by_group(s.column_group, s.groups);
+    for (int64_t j = 0; j < s.cols; ++j) stored_group[j] = s.column_group[order[j]];
+    group = uniform_group(stored_group);
+  }
+  if (group == 0) {
+    // Plain consecutive groups of the wrong size, or some group holding a number of columns that
+    // is not a multiple of 32 (name the first).
+    if (s.cols % s.groups == 0) {
+      const int64_t source_group = s.cols / s.groups;
+      bool consecutive = true;
+      for (int64_t c = 0; c < s.cols && consecutive; ++c) consecutive = s.column_group[c] == c / source_group;
+      if (consecutive)
+        return Status::error(fmt::format("{}: group size {} over rows of {} columns is not supported: anvil's I4 "
+                                         "scales cover groups of 32, 64 or 128 columns (a larger group, or a whole "
+                                         "row, must be a multiple of one of them)",
+                                         module, source_group, s.cols));
+    }
     int64_t first = 0;
-    while (first < s.cols && s.column_group[first] == s.column_group[first - first % 32]) ++first;
-    return Status::error(fmt::format(
-        "{}: {}columns of one 32-column block use different scale groups (column {} is in group {}, column {} in "
-        "group {}), so the groups are not contiguous; anvil's I4 scales cover runs of consecutive columns. "
-        "Re-quantize without act-order (GPTQ desc_act=false or static_groups=true; llm-compressor actorder "
-        "\"weight\" or null)",
-        module, s.act_order_hint ? "act-order (desc_act) " : "", first - first % 32, s.column_group[first - first % 32],
-        first, s.column_group[first]));
+    while (first < s.cols && stored_group[first] == stored_group[first - first % 32]) ++first;
+    const int64_t g = stored_group[first - first % 32];
+    const int64_t size = std::count(s.column_group.begin(), s.column_group.end(), g);
+    return Status::error(fmt::format("{}: act-order (g_idx) group {} holds {} columns; anvil's I4 scales cover groups "
+                                     "of 32, 64 or 128 columns, so each group must hold a multiple of 32",
+                                     module, g, size));
   }
   const int64_t groups = s.cols / group;
   std::vector<float> scale(static_cast<size_t>(s.rows * groups));
@@ -491,7 +532,7 @@ Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& stora
   if (!s.zero.empty() && !all_eight) zero.resize(scale.size());
   for (int64_t r = 0; r < s.rows; ++r)
     for (int64_t g = 0; g < groups; ++g) {
-      const int64_t source = r * s.groups + s.column_group[g * group];
+      const int64_t source = r * s.groups + stored_group[g * group];
       scale[r * groups + g] = s.scale[source];
       if (!zero.empty()) zero[r * groups + g] = s.zero[source];
     }
@@ -499,7 +540,15 @@ Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& stora
   t.name = weight_name;
   t.dtype = DType::I4;
   t.shape = {s.rows, s.cols};
-  t.data = s.codes;
+  if (!order.empty()) {
+    const std::byte* codes = s.repacked.empty() ? s.codes : reinterpret_cast<const std::byte*>(s.repacked.data());
+    t.data = reinterpret_cast<const std::byte*>(keep(reorder_i4_columns(codes, s.rows, s.cols, order), storage));
+    t.quant.input_order = keep(std::vector<int32_t>(order), storage);
+  } else if (!s.repacked.empty()) {
+    t.data = reinterpret_cast<const std::byte*>(keep(std::move(s.repacked), storage));
+  } else {
+    t.data = s.codes;
+  }
   t.nbytes = dtype_bytes(DType::I4, s.rows * s.cols);
   t.quant.group = group;
   t.quant.scale = keep(std::move(scale), storage);

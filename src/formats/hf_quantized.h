@@ -55,7 +55,7 @@ struct HfQuantization {
   int bits = 0;
   int64_t group_size = -1;
   bool symmetric = true;       // GPTQ sym (zero point 8 everywhere); AWQ zero_point = false
-  bool desc_act = false;       // GPTQ act-order: g_idx decides (only contiguous groups load)
+  bool desc_act = false;       // GPTQ act-order: g_idx decides (permuted groups: I4 input_order)
   bool gptq_zero_minus_one = true;  // checkpoint_format "gptq" (v1) stores zero - 1 in qzeros
 };
 

@@ -270,7 +270,6 @@ Result<std::optional<Tensor>> decode_packed(const HfQuantization& q, const Modul
   if (const SafetensorsEntry* g_idx = m.find("weight_g_idx")) {  // actorder "group"
     ANVIL_RETURN_IF_ERROR(expect_shape(*g_idx, {cols}, "one group index per input column"));
     ANVIL_ASSIGN_OR_RETURN(source.column_group, read_integers(*g_idx, "group index of each column"));
-    source.act_order_hint = true;
   } else {
     source.column_group.resize(static_cast<size_t>(cols));
     for (int64_t c = 0; c < cols; ++c) source.column_group[c] = c / group_size;

@@ -83,7 +83,6 @@ Result<std::optional<Tensor>> decode_gptq(const HfQuantization& q, const ModuleT
   I4Source s;
   s.rows = rows;
   s.cols = cols;
-  s.act_order_hint = q.desc_act;
   if (const SafetensorsEntry* g_idx = m.find("g_idx")) {
     ANVIL_RETURN_IF_ERROR(expect_shape(*g_idx, {cols}, "one group index per input column"));
     ANVIL_ASSIGN_OR_RETURN(s.column_group, read_integers(*g_idx, "group index of each input column"));
@@ -116,10 +115,10 @@ Result<std::optional<Tensor>> decode_gptq(const HfQuantization& q, const ModuleT
   // little-endian word it is bytes 4p..4p+3 of anvil's row r. Repacking is a word transpose.
   const uint32_t* words = packed_words(*qweight);
   const int64_t words_per_row = cols / 8;
-  std::vector<uint32_t> codes(static_cast<size_t>(rows * words_per_row));
+  std::vector<uint8_t> codes(static_cast<size_t>(rows * words_per_row) * 4);
   for (int64_t p = 0; p < words_per_row; ++p)
-    for (int64_t r = 0; r < rows; ++r) codes[r * words_per_row + p] = words[p * rows + r];
-  s.codes = reinterpret_cast<const std::byte*>(keep(std::move(codes), storage));
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(&codes[(r * words_per_row + p) * 4], &words[p * rows + r], 4);
+  s.repacked = std::move(codes);
   ANVIL_ASSIGN_OR_RETURN(Tensor t, assemble_i4(std::move(s), m.module(), storage));
   return std::optional<Tensor>(std::move(t));
 }
@@ -169,7 +168,7 @@ Result<std::optional<Tensor>> decode_awq(const HfQuantization& q, const ModuleTe
       }
     }
   }
-  s.codes = reinterpret_cast<const std::byte*>(keep(std::move(codes), storage));
+  s.repacked = std::move(codes);
   ANVIL_ASSIGN_OR_RETURN(Tensor t, assemble_i4(std::move(s), m.module(), storage));
   return std::optional<Tensor>(std::move(t));
 }

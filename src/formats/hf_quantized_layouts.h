@@ -55,18 +55,22 @@ inline const uint32_t* packed_words(const SafetensorsEntry& entry) {
 // in the source's grouping, which may be any mapping of columns to groups (GPTQ's g_idx).
 struct I4Source {
   int64_t rows = 0, cols = 0;
-  const std::byte* codes = nullptr;         // rows * cols / 2 bytes, element 2j low nibble of byte j
+  // rows * cols / 2 bytes, element 2j low nibble of byte j: in the file (`codes`), or built by the
+  // decoder (`repacked`, which assemble_i4 keeps unless it reorders the columns).
+  const std::byte* codes = nullptr;
+  std::vector<uint8_t> repacked;
   int64_t groups = 0;                       // source groups per row
   std::vector<float> scale;                 // (rows, groups)
   std::vector<float> zero;                  // (rows, groups) unsigned zero points; empty: implicit 8
   std::vector<int64_t> column_group;        // (cols): source group of each column
-  bool act_order_hint = false;              // the config asked for act-order (for the message)
 };
 
-// Picks anvil's group (128, 64 or 32 consecutive columns, the largest whose columns all share one
-// source group), gathers scales and zero points onto it (exact: a source group wider than anvil's
-// is repeated), drops zero points that are all 8, and validates the result. Errors name `module`:
-// a source group narrower than 32 columns, or act-order groups that are not contiguous.
+// Sorts the columns by source group when the groups are not runs of consecutive columns (GPTQ
+// act-order: the weight gets an input_order, core/quant_scales.h), picks anvil's group (128, 64
+// or 32 consecutive columns, the largest whose columns all share one source group), gathers scales
+// and zero points onto it (exact: a source group wider than anvil's is repeated), drops zero points
+// that are all 8, and validates the result. Errors name `module`: a source group of a size that is
+// not a multiple of 32 columns.
 Result<Tensor> assemble_i4(I4Source source, const std::string& module, Storage& storage);
 
 // An F8_E4M3 or I8 weight with one scale per row (a per-tensor scale already repeated).

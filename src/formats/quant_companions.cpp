@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstring>
 #include <memory>
 
 namespace anvil {
@@ -28,6 +30,39 @@ Result<const float*> companion_floats(Checkpoint& checkpoint, const Tensor& comp
   return static_cast<const float*>(buffer.get());
 }
 
+// NAME_order: (cols) F32 column indices, exact integers (the file format has no int32 tensors
+// anvil reads), kept as int32 for the matmuls' gather. check_quant_scales checks the permutation.
+Status attach_input_order(Checkpoint& checkpoint, const std::string& name) {
+  const std::string& source = checkpoint.source;
+  const std::string weight_name = name.substr(0, name.size() - std::string(kOrderSuffix).size());
+  auto weight_it = checkpoint.tensors.find(weight_name);
+  if (weight_it == checkpoint.tensors.end())
+    return Status::error(fmt::format("{}: tensor {} has no weight {} to belong to", source, name, weight_name));
+  Tensor& weight = weight_it->second;
+  const Tensor companion = checkpoint.tensors.at(name);
+  if (weight.dtype != DType::I4)
+    return Status::error(fmt::format("{}: tensor {} is {}; only I4 weights take an input column order ({})", source,
+                                     weight_name, dtype_name(weight.dtype), name));
+  const int64_t cols = weight.cols();
+  if (companion.dtype != DType::F32 || companion.shape != std::vector<int64_t>{cols})
+    return Status::error(fmt::format("{}: tensor {} is {} {}; the input column order of {} {} must be F32 ({},)", source,
+                                     name, dtype_name(companion.dtype), companion.shape_string(), weight_name,
+                                     weight.shape_string(), cols));
+  auto order = std::shared_ptr<int32_t[]>(new int32_t[cols]);
+  for (int64_t j = 0; j < cols; ++j) {
+    float v;
+    std::memcpy(&v, companion.data + j * sizeof(float), sizeof(float));
+    if (!(v >= 0.0f && v < static_cast<float>(cols)) || v != std::floor(v))
+      return Status::error(fmt::format("{}: tensor {} entry {} is {}, not a column index 0..{}", source, name, j, v,
+                                       cols - 1));
+    order[j] = static_cast<int32_t>(v);
+  }
+  checkpoint.storage.push_back(std::shared_ptr<const void>(order, order.get()));
+  weight.quant.input_order = order.get();
+  checkpoint.tensors.erase(name);
+  return Status::ok();
+}
+
 }  // namespace
 
 Status attach_quant_companions(Checkpoint& checkpoint) {
@@ -35,8 +70,13 @@ Status attach_quant_companions(Checkpoint& checkpoint) {
   // Collect first: attaching erases entries from the map being walked.
   std::vector<std::string> companions;
   for (const auto& [name, tensor] : checkpoint.tensors)
-    if (ends_with(name, kScaleSuffix) || ends_with(name, kZeroSuffix)) companions.push_back(name);
+    if (ends_with(name, kScaleSuffix) || ends_with(name, kZeroSuffix) || ends_with(name, kOrderSuffix))
+      companions.push_back(name);
   for (const std::string& name : companions) {
+    if (ends_with(name, kOrderSuffix)) {
+      ANVIL_RETURN_IF_ERROR(attach_input_order(checkpoint, name));
+      continue;
+    }
     const bool is_scale = ends_with(name, kScaleSuffix);
     const std::string weight_name = name.substr(0, name.size() - std::string(is_scale ? kScaleSuffix : kZeroSuffix).size());
     auto weight_it = checkpoint.tensors.find(weight_name);
@@ -99,7 +139,7 @@ void apply_activation_quant(Checkpoint& checkpoint, ActivationQuant activations)
     if (tensor.dtype == DType::F8_E4M3) tensor.quant.activations = activations;
 }
 
-std::vector<Tensor> quant_companion_tensors(const Tensor& weight) {
+std::vector<Tensor> quant_companion_tensors(const Tensor& weight, std::list<std::vector<float>>& buffers) {
   std::vector<Tensor> out;
   if (!weight.has_scales()) return out;
   auto view = [&](const char* suffix, const float* values) {
@@ -113,6 +153,17 @@ std::vector<Tensor> quant_companion_tensors(const Tensor& weight) {
   };
   out.push_back(view(kScaleSuffix, weight.quant.scale));
   if (weight.quant.zero) out.push_back(view(kZeroSuffix, weight.quant.zero));
+  if (const int32_t* order = weight.quant.input_order) {
+    const int64_t cols = weight.cols();
+    std::vector<float>& values = buffers.emplace_back(order, order + cols);  // exact below 2^24
+    Tensor t;
+    t.name = weight.name + kOrderSuffix;
+    t.dtype = DType::F32;
+    t.shape = {cols};
+    t.data = reinterpret_cast<const std::byte*>(values.data());
+    t.nbytes = values.size() * sizeof(float);
+    out.push_back(t);
+  }
   return out;
 }
 

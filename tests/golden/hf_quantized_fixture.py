@@ -30,6 +30,11 @@ Layouts, as read in the libraries (no code copied):
                       max(x, 0)], zp = clamp(round(-8 - min / s), -8, 7), q = clamp(round(w / s) + zp,
                       -8, 7); weight_zero_point packed along the OUTPUT dimension (packed_dim=0):
                       (ceil(out / 8), groups) I32
+    ct_w4a16_actorder ct_w4a16_asym at group 32 with actorder "group": columns quantized in a
+                      permuted order (a fixed random permutation per module stands in for GPTQ's
+                      decreasing Hessian diagonal), groups of 32 consecutive permuted columns,
+                      codes packed in the original column order, weight_g_idx (in,) I32 the group
+                      of each original column
   AutoGPTQ (nn_modules/qlinear/qlinear_cuda*.py pack(), quantization/quantizer.py)
     gptq_sym          bits 4, group 32, sym: s = 2 * absmax / 15, zero 8, q = clamp(round(w / s) + 8,
                       0, 15); qweight (in / 8, out): word [p][o] holds inputs 8p..8p+7 at bits 4k;
@@ -39,6 +44,9 @@ Layouts, as read in the libraries (no code copied):
                       zero - 1; written as two shards with an index, one module split across them
     gptq_v2_channel   checkpoint_format gptq_v2 (qzeros hold the zero itself), group_size -1 (one
                       group per row), sym=false, desc_act=true with static_groups (g_idx all 0)
+    gptq_act_order    gptq_sym with desc_act=true and no static groups (AutoGPTQ's default
+                      act-order): the same permutation scheme as ct_w4a16_actorder, qweight in the
+                      original column order, g_idx[perm[i]] = i // 32
   AutoAWQ (awq/modules/linear/gemm.py WQLinear_GEMM.from_linear, quantize/quantizer.py)
     awq_gemm          group 32, zero_point: s = (max - min) / 15, zero = clamp(-round(min / s), 0, 15),
                       q = clamp(round(w / s) + zero, 0, 15); qweight (in, out / 8) and qzeros
@@ -57,6 +65,7 @@ import copy
 import json
 import os
 import struct
+import zlib
 import sys
 from typing import Callable, Dict, List, Tuple
 
@@ -67,8 +76,8 @@ import reference_model as ref  # noqa: E402
 
 LINEAR = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
-LAYOUTS = ["ct_fp8_channel", "ct_fp8_tensor", "ct_int8", "ct_w4a16_sym", "ct_w4a16_asym",
-           "gptq_sym", "gptq_asym", "gptq_v2_channel", "awq_gemm"]
+LAYOUTS = ["ct_fp8_channel", "ct_fp8_tensor", "ct_int8", "ct_w4a16_sym", "ct_w4a16_asym", "ct_w4a16_actorder",
+           "gptq_sym", "gptq_asym", "gptq_v2_channel", "gptq_act_order", "awq_gemm"]
 AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 
 
@@ -199,8 +208,30 @@ def ct_int8(w: np.ndarray):
     return out, (q.astype(np.float32) * scale).astype(np.float32)
 
 
-def ct_int4_pack(w: np.ndarray, group: int, symmetric: bool, scale_dtype: str):
+def act_order_permutation(module: str, cols: int) -> np.ndarray:
+    """The order act-order quantizes a module's columns in: GPTQ sorts them by decreasing Hessian
+    diagonal; any fixed permutation exercises the same layout."""
+    return np.random.default_rng(zlib.crc32(module.encode())).permutation(cols)
+
+
+def in_original_order(permuted: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Columns computed for w[:, perm], put back where they came from."""
+    out = np.empty_like(permuted)
+    out[:, perm] = permuted
+    return out
+
+
+def group_of_column(perm: np.ndarray, group: int) -> np.ndarray:
+    """g_idx: the group of each original column when groups are runs of permuted columns."""
+    g_idx = np.empty(len(perm), dtype=np.int64)
+    g_idx[perm] = np.arange(len(perm)) // group
+    return g_idx
+
+
+def ct_int4_pack(w: np.ndarray, group: int, symmetric: bool, scale_dtype: str, perm=None):
     rows, cols = w.shape
+    if perm is not None:
+        w = w[:, perm]
     g = w.reshape(rows, cols // group, group)
     if symmetric:
         scale = (np.max(np.abs(g), axis=2) / np.float32(7.5)).astype(np.float32)
@@ -211,13 +242,18 @@ def ct_int4_pack(w: np.ndarray, group: int, symmetric: bool, scale_dtype: str):
     scale = to_bf16(scale) if scale_dtype == "BF16" else scale
     if not symmetric:
         zp = np.clip(rne(-8 - lo / scale), -8, 7).astype(np.int64)
-    q = np.clip(rne(g / scale[:, :, None]) + zp[:, :, None], -8, 7).astype(np.int64)
-    deq = ((q - zp[:, :, None]).astype(np.float32) * scale[:, :, None]).reshape(rows, cols)
-    out = {"weight_packed": i32(pack_int32_along_last((q + 8).reshape(rows, cols), 4)),
+    q = np.clip(rne(g / scale[:, :, None]) + zp[:, :, None], -8, 7).astype(np.int64).reshape(rows, cols)
+    deq = ((q.reshape(rows, cols // group, group) - zp[:, :, None]).astype(np.float32)
+           * scale[:, :, None]).reshape(rows, cols)
+    if perm is not None:
+        q, deq = in_original_order(q, perm), in_original_order(deq, perm)
+    out = {"weight_packed": i32(pack_int32_along_last(q + 8, 4)),
            "weight_scale": bf16(scale) if scale_dtype == "BF16" else f32(scale),
            "weight_shape": ("I64", np.array([rows, cols], dtype="<i8"))}
     if not symmetric:  # pack_to_int32(zero_point, packed_dim=0): along the output rows
         out["weight_zero_point"] = i32(pack_int32_along_last((zp + 8).T, 4).T)
+    if perm is not None:
+        out["weight_g_idx"] = i32(group_of_column(perm, group))
     return out, deq.astype(np.float32)
 
 
@@ -238,9 +274,14 @@ def gptq_quantize(w: np.ndarray, group: int, sym: bool):
     return q.reshape(rows, cols).astype(np.uint32), zero.astype(np.int64), scale, deq.astype(np.float32)
 
 
-def gptq_pack(w: np.ndarray, group: int, sym: bool, v1: bool, g_idx=None):
+def gptq_pack(w: np.ndarray, group: int, sym: bool, v1: bool, g_idx=None, perm=None):
     rows, cols = w.shape
-    q, zero, scale, deq = gptq_quantize(w, group, sym)
+    if perm is None:
+        q, zero, scale, deq = gptq_quantize(w, group, sym)
+    else:  # act-order: groups of consecutive permuted columns, stored in the original order
+        q, zero, scale, deq = gptq_quantize(w[:, perm], group, sym)
+        q, deq = in_original_order(q, perm), in_original_order(deq, perm)
+        g_idx = group_of_column(perm, group)
     # QuantLinear.pack: intweight is (in, out); word [p][o] |= intweight[8p + k][o] << 4k.
     intweight = q.T
     qweight = np.zeros((cols // 8, rows), dtype=np.uint64)
@@ -326,6 +367,9 @@ def layout_plan(layout: str):
     if layout == "ct_w4a16_asym":
         cfg = ct_config("pack-quantized", ct_weights(4, "int", "group", 64, False))
         return cfg, lambda name, w: ct_int4_pack(w, 64, False, "F32"), False
+    if layout == "ct_w4a16_actorder":
+        cfg = ct_config("pack-quantized", ct_weights(4, "int", "group", 32, False, actorder="group"))
+        return cfg, lambda name, w: ct_int4_pack(w, 32, False, "F32", act_order_permutation(name, w.shape[1])), False
     if layout == "gptq_sym":
         return gptq_config(32, True, lm_head=True), lambda name, w: gptq_pack(w, 32, True, True), True
     if layout == "gptq_asym":
@@ -333,6 +377,9 @@ def layout_plan(layout: str):
     if layout == "gptq_v2_channel":
         cfg = gptq_config(-1, False, desc_act=True, fmt="gptq_v2", static_groups=True)
         return cfg, lambda name, w: gptq_pack(w, -1, False, False), False
+    if layout == "gptq_act_order":
+        cfg = gptq_config(32, True, desc_act=True)
+        return cfg, lambda name, w: gptq_pack(w, 32, True, True, perm=act_order_permutation(name, w.shape[1])), False
     if layout == "awq_gemm":
         cfg = {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm",
                "modules_to_not_convert": None}
@@ -415,10 +462,10 @@ def corrupt_cases() -> Dict[str, Tuple[str, Callable, str]]:
             node[path[-1]] = value
         return f
 
-    def permuted_g_idx(c, s):
+    def uneven_g_idx(c, s):
         c["quantization_config"]["desc_act"] = True
         cols = 64
-        s[Q + ".g_idx"] = i32(np.arange(cols) % 2)  # act-order: groups interleaved, not contiguous
+        s[Q + ".g_idx"] = i32((np.arange(cols) % 4 != 0).astype(np.int64))  # groups of 16 and 48 columns
 
     def v2_as_v1(c, s):  # sym zeros stored as 8 (v2) in a checkpoint that says v1
         rows = s[Q + ".scales"][1].shape[1]
@@ -500,7 +547,8 @@ def corrupt_cases() -> Dict[str, Tuple[str, Callable, str]]:
                               "scales has shape (3, 64); group_size 32"),
         "gptq_missing_qzeros": ("gptq_sym", drop(Q + ".qzeros"),
                                 "missing tensor model.layers.0.self_attn.q_proj.qzeros"),
-        "gptq_act_order": ("gptq_sym", permuted_g_idx, "act-order (desc_act) columns of one 32-column block"),
+        "gptq_act_order_uneven": ("gptq_sym", uneven_g_idx,
+                                  "model.layers.0.self_attn.q_proj: act-order (g_idx) group 0 holds 16 columns"),
         "gptq_sym_zeros_v2_as_v1": ("gptq_sym", v2_as_v1, "gives zero point 9 (group 0, output 0), but sym=true"),
         "gptq_v1_zero_16": ("gptq_asym", v1_zero_16, "gives zero point 16"),
         "gptq_group_not_dividing": ("gptq_asym", cfg(["group_size"], 48), "group_size 48 does not divide"),

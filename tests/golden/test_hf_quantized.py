@@ -51,12 +51,13 @@ EXPECTED_TYPES = {  # anvil info tensor_dtypes: 14 linear weights (15 with lm_he
     "ct_fp8_channel": {"F8_E4M3": 14}, "ct_fp8_tensor": {"F8_E4M3": 14}, "ct_int8": {"I8": 14},
     "ct_w4a16_sym": {"I4": 14}, "ct_w4a16_asym": {"I4": 14}, "gptq_sym": {"I4": 15},
     "gptq_asym": {"I4": 14}, "gptq_v2_channel": {"I4": 14}, "awq_gemm": {"I4": 14},
+    "ct_w4a16_actorder": {"I4": 14}, "gptq_act_order": {"I4": 14},
 }
 W8A8_LAYOUTS = {"ct_int8"}
 FP8_DYNAMIC_LAYOUTS = {"ct_fp8_channel"}
 # W8A16 / W4A16: anvil's GEMV kernels (this prompt's path) round their activations to bf16.
-A16_LAYOUTS = {"ct_fp8_tensor", "ct_w4a16_sym", "ct_w4a16_asym", "gptq_sym", "gptq_asym", "gptq_v2_channel",
-               "awq_gemm"}
+A16_LAYOUTS = {"ct_fp8_tensor", "ct_w4a16_sym", "ct_w4a16_asym", "ct_w4a16_actorder", "gptq_sym", "gptq_asym",
+               "gptq_v2_channel", "gptq_act_order", "awq_gemm"}
 ACTIVATION_QUANTIZED = W8A8_LAYOUTS | FP8_DYNAMIC_LAYOUTS | A16_LAYOUTS
 
 
@@ -205,7 +206,9 @@ def unpack_module(layout: str, t: dict, module: str, config: dict) -> np.ndarray
         zp = np.zeros_like(s)
         if f"{module}.weight_zero_point" in t:  # packed_dim=0: field i of word [j][g] is row 8j + i
             zp = nibbles(arr("weight_zero_point")).transpose(0, 2, 1).reshape(-1, s.shape[1])[:rows] - 8
-        return (q - np.repeat(zp, group, axis=1)) * np.repeat(s, group, axis=1)
+        # actorder "group": weight_g_idx names each column's group; otherwise runs of `group` columns
+        g = arr("weight_g_idx").astype(np.int64) if f"{module}.weight_g_idx" in t else np.arange(cols) // group
+        return (q - zp[:, g]) * s[:, g]
     if layout.startswith("gptq"):  # QuantLinear.forward: weight[8p + k][o] = field k of qweight[p][o]
         v1 = config["quantization_config"]["checkpoint_format"] == "gptq"
         q = nibbles(arr("qweight")).transpose(0, 2, 1).reshape(-1, arr("qweight").shape[1])  # (in, out)

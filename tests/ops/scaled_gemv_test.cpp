@@ -29,7 +29,12 @@ namespace {
 struct Case {
   std::string label;
   std::shared_ptr<QuantizedMatrix> matrix;
-  Tensor tensor() const { return matrix->view("w"); }
+  std::shared_ptr<std::vector<int32_t>> input_order;  // GPTQ act-order I4: stored column order
+  Tensor tensor() const {
+    Tensor t = matrix->view("w");
+    if (input_order) t.quant.input_order = input_order->data();
+    return t;
+  }
 };
 
 std::vector<float> gaussian(int64_t n, std::mt19937& rng, float std = 1.0f) {
@@ -58,6 +63,23 @@ std::vector<Case> make_cases(int64_t rows, int64_t k, std::mt19937& rng) {
       add("I4 g" + std::to_string(group) + (symmetric ? " sym" : " asym"),
           quantize_int4_rtn("w", w.data(), rows, k, {group, symmetric}, pool));
   return cases;
+}
+
+// A GPTQ act-order I4 weight: w's columns stored in a shuffled order (QuantScales::input_order)
+// and quantized in that order, so each group gathers columns from all over the row.
+Case act_order_case(int64_t rows, int64_t k, int64_t group, bool symmetric, std::mt19937& rng) {
+  ThreadPool pool(1);
+  const std::vector<float> w = gaussian(rows * k, rng, 0.05f);
+  auto order = std::make_shared<std::vector<int32_t>>(k);
+  for (int64_t j = 0; j < k; ++j) (*order)[j] = static_cast<int32_t>(j);
+  std::shuffle(order->begin(), order->end(), rng);
+  std::vector<float> stored(rows * k);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < k; ++j) stored[r * k + j] = w[r * k + (*order)[j]];
+  Result<QuantizedMatrix> q = quantize_int4_rtn("w", stored.data(), rows, k, {group, symmetric}, pool);
+  EXPECT_TRUE(q.is_ok()) << q.status().message();
+  return {"I4 g" + std::to_string(group) + (symmetric ? " sym" : " asym") + " act-order",
+          std::make_shared<QuantizedMatrix>(std::move(q).value()), order};
 }
 
 // An ISA level, and whether its optional sub-features (VNNI, BF16) are on.
@@ -208,11 +230,16 @@ TEST(ScaledGemv, ManyTokensEqualOneTokenAtATime) {
   }
 }
 
+// (The reference dequantizes rows in input order, weight_row_to_f32, and multiplies x as given:
+// act-order weights' gathering of x is checked on every provider and matmul.)
 TEST(ScaledGemv, EveryProviderAndMatmulMatchTheDequantizedReference) {
   std::mt19937 rng(24);
   ThreadPool pool1(1), pool2(2);
   const int64_t k = 256;
-  for (const Case& c : make_cases(37, k, rng)) {
+  std::vector<Case> cases = make_cases(37, k, rng);
+  cases.push_back(act_order_case(37, k, 64, false, rng));
+  cases.push_back(act_order_case(37, k, 128, true, rng));
+  for (const Case& c : cases) {
     const Tensor w = c.tensor();
     double worst = 0;
     for (int64_t m : {1, 7, 20, 130}) {
@@ -363,6 +390,43 @@ TEST(ScaledGemv, F8NanCodesGiveNanAndEveryOtherCodeIsExact) {
       }
   }
   set_isa_cap(Isa::Avx512);
+}
+
+// Act-order weights in one shared-input call: q/k/v of a GPTQ act-order layer share one column
+// order (equal arrays at different addresses) and fuse; a weight with another order, or none,
+// runs on its own. Every result equals its separate matmul() exactly, and matmul the reference.
+TEST(ScaledGemv, SharedInputWithActOrderWeightsEqualsSeparateCalls) {
+  std::mt19937 rng(26);
+  const int64_t k = 256;
+  std::vector<Case> cases;
+  for (int i = 0; i < 3; ++i) cases.push_back(act_order_case(16 * (i + 1) + 5, k, 32, i != 1, rng));
+  cases[1].input_order = std::make_shared<std::vector<int32_t>>(*cases[0].input_order);  // same order, own copy
+  cases[1].matrix = act_order_case(21, k, 32, false, rng).matrix;
+  ThreadPool ref_pool(1);
+  for (int64_t tokens : {1, 3, 20}) {
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      const std::vector<float> x = gaussian(tokens * k, rng);
+      std::vector<Tensor> weights;
+      for (const Case& c : cases) weights.push_back(c.tensor());
+      std::vector<std::vector<float>> fused(weights.size()), separate(weights.size());
+      std::vector<MatmulOutput> outputs;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        fused[i].assign(tokens * weights[i].rows(), -1.0f);
+        separate[i].assign(tokens * weights[i].rows(), -2.0f);
+        outputs.push_back({&weights[i], fused[i].data()});
+        matmul(pool, weights[i], x.data(), tokens, separate[i].data());
+      }
+      matmul_shared_input(pool, outputs, x.data(), tokens);
+      for (size_t i = 0; i < weights.size(); ++i) {
+        EXPECT_EQ(fused[i], separate[i]) << "tokens=" << tokens << " threads=" << threads << " w" << i;
+        // The reference multiplies the same gathered x by rows dequantized in stored order.
+        std::vector<float> ref(tokens * weights[i].rows());
+        matmul_reference(ref_pool, weights[i], x.data(), tokens, ref.data());
+        for (size_t j = 0; j < ref.size(); ++j) ASSERT_NEAR(separate[i][j], ref[j], 2e-2 * (1 + std::fabs(ref[j])));
+      }
+    }
+  }
 }
 
 TEST(ScaledGemv, ProvidersRejectInconsistentScalesAsStatus) {

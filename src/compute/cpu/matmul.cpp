@@ -20,6 +20,19 @@
 namespace anvil {
 
 void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst) {
+  const int32_t* order = weight.quant.input_order;
+  if (order == nullptr) {
+    weight_row_to_f32_as_stored(weight, row, dst);
+    return;
+  }
+  thread_local std::vector<float> stored;
+  const int64_t cols = weight.cols();
+  stored.resize(static_cast<size_t>(cols));
+  weight_row_to_f32_as_stored(weight, row, stored.data());
+  for (int64_t j = 0; j < cols; ++j) dst[order[j]] = stored[j];
+}
+
+void weight_row_to_f32_as_stored(const Tensor& weight, int64_t row, float* dst) {
   const std::byte* src = dtype_is_panels(weight.dtype) ? nullptr : weight.row(row);
   const int64_t cols = weight.cols();
   switch (weight.dtype) {
@@ -53,7 +66,7 @@ void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, in
       if (weight.dtype == DType::F32) {
         row = reinterpret_cast<const float*>(weight.row(r));
       } else {
-        weight_row_to_f32(weight, r, row_buffer.data());
+        weight_row_to_f32_as_stored(weight, r, row_buffer.data());
         row = row_buffer.data();
       }
       for (int64_t t = 0; t < n_tokens; ++t) y[t * out + r] = dot_f32(row, x + t * in, in);
@@ -72,7 +85,7 @@ void prepare_matmul_input(ThreadPool& pool, const Tensor& weight, const float* x
     const E4M3Rows rows = matmul_input_e4m3_rows(pool, x, n_tokens, weight.cols());
     gemv_prepare(weight.dtype, rows.values, n_tokens, weight.cols(), activations, rows.token_scales);
   } else {
-    gemv_prepare(weight.dtype, x, n_tokens, weight.cols(), activations);
+    gemv_prepare(weight.dtype, matmul_input(pool, weight, x, n_tokens), n_tokens, weight.cols(), activations);
   }
 }
 
@@ -141,15 +154,42 @@ void matmul(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_to
   matmul_gemv(pool, weight, x, n_tokens, y);
 }
 
+namespace {
+
+// Whether two weights of the same width gather x the same way (GPTQ act-order q/k/v, or gate/up,
+// share one order: it comes from their common input's statistics, but each file stores its own).
+bool same_input_order(const Tensor& a, const Tensor& b) {
+  const int32_t* p = a.quant.input_order;
+  const int32_t* q = b.quant.input_order;
+  if (p == q) return true;
+  if (p == nullptr || q == nullptr) return false;
+  return std::memcmp(p, q, static_cast<size_t>(a.cols()) * sizeof(int32_t)) == 0;
+}
+
+}  // namespace
+
 void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs, const float* x, int64_t n_tokens) {
   if (outputs.empty()) return;
   const Tensor& first = *outputs[0].weight;
   bool fuse = outputs.size() > 1;
   for (const MatmulOutput& o : outputs)
     fuse = fuse && o.weight->dtype == first.dtype && o.weight->cols() == first.cols() &&
-           o.weight->quant.activations == first.quant.activations &&
+           o.weight->quant.activations == first.quant.activations && same_input_order(*o.weight, first) &&
            prefill_provider_for(*o.weight, n_tokens) == nullptr;
   if (!fuse) {
+    // Act-order weights that share their column order (q/k/v, gate/up) take x gathered once.
+    bool one_order = first.quant.input_order != nullptr;
+    for (const MatmulOutput& o : outputs)
+      one_order = one_order && o.weight->cols() == first.cols() && same_input_order(*o.weight, first);
+    if (one_order) {
+      const float* gathered = matmul_input(pool, first, x, n_tokens);
+      for (const MatmulOutput& o : outputs) {
+        Tensor in_stored_order = *o.weight;
+        in_stored_order.quant.input_order = nullptr;
+        matmul(pool, in_stored_order, gathered, n_tokens, o.y);
+      }
+      return;
+    }
     for (const MatmulOutput& o : outputs) matmul(pool, *o.weight, x, n_tokens, o.y);
     return;
   }

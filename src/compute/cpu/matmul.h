@@ -49,13 +49,18 @@ constexpr int64_t kI8GemmMinTokens = 32;
 void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
 
 // The plain reference: dequantize each weight row to float and take f32 dot products with the
-// activations (as given, or rounded to E4M3 per token for FP8 W8A8 weights, as on every path).
+// activations (as given, or rounded to E4M3 per token for FP8 W8A8 weights, or in a GPTQ
+// act-order weight's column order: matmul_input, as on every path).
 // Slow; the baseline every fast path is tested against.
 void matmul_reference(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y);
 
 // Dequantizes one row of a weight into dst (cols floats), applying the QuantScales of the scaled
-// types (F8_E4M3, I8, I4). Every reader of weight values goes through here (matmul_reference,
-// oneDNN's conversion, embedding lookups, dtype conversion and quantization).
+// types (F8_E4M3, I8, I4), in input order: dst[c] multiplies x[c]. Every reader of weight values
+// goes through here (embedding lookups, dtype conversion and quantization).
 void weight_row_to_f32(const Tensor& weight, int64_t row, float* dst);
+// The same values in the order the columns are stored, which differs only for a weight with a
+// QuantScales::input_order (GPTQ act-order): dst[j] multiplies matmul_input's x[j] (the matmul
+// paths that dequantize rows: matmul_reference, oneDNN's conversion).
+void weight_row_to_f32_as_stored(const Tensor& weight, int64_t row, float* dst);
 
 }  // namespace anvil

@@ -29,11 +29,25 @@ float* grown(std::vector<float>& buffer, int64_t n) {
 }  // namespace
 
 const float* matmul_input(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens) {
-  if (weight.quant.activations != ActivationQuant::DynamicPerTokenFp8 || n_tokens <= 0) return x;
+  const bool quantized = weight.quant.activations == ActivationQuant::DynamicPerTokenFp8;
+  const int32_t* order = weight.quant.input_order;
+  if ((!quantized && order == nullptr) || n_tokens <= 0) return x;
   const int64_t k = weight.cols();
   // One buffer per calling thread (each call's workers only read it): decode reuses it every call.
   thread_local std::vector<float> caller_buffer;
   float* out = grown(caller_buffer, n_tokens * k);
+  // (check_quant_scale_layout allows an input_order on I4 weights only, which take no activation
+  // quantization: one of the two applies.)
+  if (order != nullptr) {
+    for_token_rows(pool, n_tokens, k, [&](int64_t t, int64_t count) {
+      for (int64_t i = t; i < t + count; ++i) {
+        const float* src = x + i * k;
+        float* dst = out + i * k;
+        for (int64_t j = 0; j < k; ++j) dst[j] = src[order[j]];
+      }
+    });
+    return out;
+  }
   for_token_rows(pool, n_tokens, k, [&](int64_t t, int64_t count) {
     quantize_dequantize_rows_e4m3(x + t * k, count, k, out + t * k);
   });

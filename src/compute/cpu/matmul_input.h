@@ -1,5 +1,6 @@
-// The activations a weight's matmul multiplies: x as given, or quantized as the weight's
-// QuantScales::activations ask (FP8 W8A8). Every matmul path calls this first, so they agree.
+// The activations a weight's matmul multiplies: x as given, quantized as the weight's
+// QuantScales::activations ask (FP8 W8A8), or gathered into the order of its stored columns
+// (QuantScales::input_order, GPTQ act-order). Every matmul path calls this first, so they agree.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,11 @@
 namespace anvil {
 
 // x: (n_tokens, weight.cols()) floats. Returns x itself when the weight takes its activations
-// as they are (every dtype but F8_E4M3 with ActivationQuant::DynamicPerTokenFp8); otherwise the
-// calling thread's buffer holding quantize_dequantize_rows_e4m3(x) (quant/fp8_activations.h),
-// valid until this thread's next call. Large inputs are split over the pool's threads by token.
+// as they are (neither ActivationQuant::DynamicPerTokenFp8 nor an input_order); otherwise the
+// calling thread's buffer holding quantize_dequantize_rows_e4m3(x) (quant/fp8_activations.h) or
+// x[t][input_order[j]] at [t][j], valid until this thread's next call. Large inputs are split over
+// the pool's threads by token. The weight's columns as stored then multiply the result
+// (weight_row_to_f32_as_stored, compute/cpu/matmul.h).
 const float* matmul_input(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens);
 
 // The same rounding for a GEMM that takes E4M3 values exactly (bf16 holds every one) and scales

@@ -404,7 +404,7 @@ void onednn_weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, f
     }
   }
   // Everything else (Q4_K, Q6_K, and any CPU without AVX-512 BF16).
-  weight_row_to_f32(weight, r, row);
+  weight_row_to_f32_as_stored(weight, r, row);  // x comes in stored order (matmul_input)
   f32_to_bf16(row, dst, k);
 }
 
@@ -576,7 +576,7 @@ class OneDnnGemm final : public GemmProvider {
             }
           }
         } else {
-          for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(weight, r0 + r, static_cast<float*>(w) + r * k);
+          for (int64_t r = 0; r < rows; ++r) weight_row_to_f32_as_stored(weight, r0 + r, static_cast<float*>(w) + r * k);
         }
       }
       Clock::time_point t1;

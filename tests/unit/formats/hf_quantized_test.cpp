@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "compute/cpu/matmul.h"
 #include "formats/hf_checkpoint.h"
 #include "formats/hf_quantized_layouts.h"
 #include "formats/safetensors.h"
@@ -72,7 +73,7 @@ Decoded decode(const HfQuantization& q, const Entries& e, int64_t rows, int64_t 
 
 std::vector<float> dequantized(const Tensor& t) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
-  for (int64_t r = 0; r < t.rows(); ++r) dequantize_scaled_row(t, r, out.data() + r * t.cols());
+  for (int64_t r = 0; r < t.rows(); ++r) weight_row_to_f32(t, r, out.data() + r * t.cols());  // input order
   return out;
 }
 
@@ -203,10 +204,10 @@ TEST(HfQuantized, GptqWholeRowGroupsExpandToAnvilGroups) {
     for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(w[r * cols + c], gptq_value(r, c, 0, rows, zero));
 }
 
-TEST(HfQuantized, GptqPermutedWholeGroupsLoadButInterleavedActOrderIsRefused) {
+TEST(HfQuantized, GptqPermutedWholeGroupsKeepTheirColumnOrder) {
   const int64_t rows = 8, cols = 128, group = 32;
   auto zero = [](int64_t g, int64_t r) { return static_cast<int>(2 + g + r % 3); };
-  // Whole groups in another order (static_groups-like): exact with gathered scales.
+  // Whole groups in another order (static_groups-like): exact with gathered scales, no reordering.
   std::vector<int64_t> blocks(cols);
   for (int64_t c = 0; c < cols; ++c) blocks[c] = 3 - c / group;
   Entries e;
@@ -215,15 +216,43 @@ TEST(HfQuantized, GptqPermutedWholeGroupsLoadButInterleavedActOrderIsRefused) {
   q.desc_act = true;
   Decoded d = decode(q, e, rows, cols);
   ASSERT_TRUE(d.result.is_ok()) << d.result.status().message();
+  EXPECT_EQ((*d.result)->quant.input_order, nullptr);
   const std::vector<float> w = dequantized(**d.result);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(w[r * cols + c], gptq_value(r, c, blocks[c], rows, zero));
-  // Act-order proper: a column's group is not its block's.
+}
+
+// Act-order proper (desc_act without static groups): a column's group is not its block's. The
+// columns are stored sorted by group, with the input order that undoes it; values are exact.
+TEST(HfQuantized, GptqActOrderSortsColumnsByGroup) {
+  const int64_t rows = 8, cols = 128, group = 32;
+  auto zero = [](int64_t g, int64_t r) { return static_cast<int>(2 + g + r % 3); };
   std::vector<int64_t> interleaved(cols);
   for (int64_t c = 0; c < cols; ++c) interleaved[c] = (c * 5) % 4;
+  Entries e;
+  add_gptq(e, rows, cols, group, true, zero, &interleaved);
+  HfQuantization q = gptq(group, false);
+  q.desc_act = true;
+  Decoded d = decode(q, e, rows, cols);
+  ASSERT_TRUE(d.result.is_ok()) << d.result.status().message();
+  const Tensor& t = **d.result;
+  EXPECT_EQ(t.quant.group, 32);
+  ASSERT_NE(t.quant.input_order, nullptr);
+  for (int64_t j = 0; j < cols; ++j) {
+    const int32_t c = t.quant.input_order[j];
+    EXPECT_EQ(interleaved[c], j / group) << "stored column " << j;  // group g is stored columns 32g..32g+31
+    if (j > 0 && j % group != 0) EXPECT_LT(t.quant.input_order[j - 1], c);  // ascending within a group
+    EXPECT_EQ(i4_code(reinterpret_cast<const uint8_t*>(t.row(5)), j), code_at(5, c));
+  }
+  const std::vector<float> w = dequantized(t);  // weight_row_to_f32: input order
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(w[r * cols + c], gptq_value(r, c, interleaved[c], rows, zero));
+  // Groups whose sizes are not multiples of 32 columns cannot be runs of anvil's groups.
+  std::vector<int64_t> uneven(cols);
+  for (int64_t c = 0; c < cols; ++c) uneven[c] = c % 8 == 0 ? 0 : 1 + c % 3;  // group 0: 16 columns
   Entries e2;
-  add_gptq(e2, rows, cols, group, true, zero, &interleaved);
-  expect_error(decode(q, e2, rows, cols), "act-order (desc_act) columns of one 32-column block use different scale groups");
+  add_gptq(e2, rows, cols, group, true, zero, &uneven);
+  expect_error(decode(q, e2, rows, cols), "m: act-order (g_idx) group 0 holds 16 columns; anvil's I4 scales cover");
 }
 
 TEST(HfQuantized, GptqShapeAndContentErrors) {
@@ -577,7 +606,8 @@ TEST(HfQuantized, FixturesDequantizeExactlyAsNumpy) {
   const std::map<std::string, DType> layouts = {
       {"ct_fp8_channel", DType::F8_E4M3}, {"ct_fp8_tensor", DType::F8_E4M3}, {"ct_int8", DType::I8},
       {"ct_w4a16_sym", DType::I4},        {"ct_w4a16_asym", DType::I4},      {"gptq_sym", DType::I4},
-      {"gptq_asym", DType::I4},           {"gptq_v2_channel", DType::I4},    {"awq_gemm", DType::I4}};
+      {"gptq_asym", DType::I4},           {"gptq_v2_channel", DType::I4},    {"awq_gemm", DType::I4},
+      {"ct_w4a16_actorder", DType::I4},   {"gptq_act_order", DType::I4}};
   for (const auto& [layout, dtype] : layouts) {
     SCOPED_TRACE(layout);
     std::vector<std::pair<uint64_t, uint64_t>> progress_calls;

@@ -47,6 +47,11 @@ TEST(QuantScales, RejectsMissingOrMisplacedScales) {
   EXPECT_NE(error_of(plain.tensor).find("keeps no external scales"), std::string::npos);
   Fixture zero_on_i8(DType::I8, 4, 96, 96, true);
   EXPECT_NE(error_of(zero_on_i8.tensor).find("only asymmetric I4"), std::string::npos);
+  Fixture order_on_i8(DType::I8, 4, 96, 96, false);
+  std::vector<int32_t> order(96);
+  for (int32_t j = 0; j < 96; ++j) order[j] = 95 - j;
+  order_on_i8.tensor.quant.input_order = order.data();
+  EXPECT_NE(error_of(order_on_i8.tensor).find("has an input column order, which only I4 weights"), std::string::npos);
   Fixture vector(DType::I8, 1, 96, 96, false);
   vector.tensor.shape = {96};
   EXPECT_NE(error_of(vector.tensor).find("must be matrices"), std::string::npos);

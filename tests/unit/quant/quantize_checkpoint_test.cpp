@@ -553,6 +553,56 @@ TEST(QuantCompanions, InconsistentCompanionsAreClearErrors) {
   }
 }
 
+// NAME_order (GPTQ act-order I4): F32 column indices become the weight's int32 input_order; a
+// wrong shape, a non-index, a repeated column or a weight of another type is a clear error.
+TEST(QuantCompanions, InputOrderAttachesToI4WeightsOnly) {
+  auto attach = [](DType dtype, const std::vector<float>& order, std::vector<int64_t> order_shape,
+                   std::vector<int32_t>* attached = nullptr) {
+    std::vector<std::byte> codes(dtype_bytes(dtype, 8 * 64));
+    const int64_t groups = dtype == DType::I4 ? 2 : 1;
+    std::vector<float> scales(static_cast<size_t>(8 * groups), 0.5f);
+    Checkpoint ckpt;
+    ckpt.source = "test.gguf";
+    ckpt.tensors["w"] = Tensor{"w", dtype, {8, 64}, codes.data(), codes.size(), {}};
+    ckpt.tensors["w_scale"] = Tensor{"w_scale", DType::F32, {8, groups}, reinterpret_cast<const std::byte*>(scales.data()),
+                                     scales.size() * 4, {}};
+    ckpt.tensors["w_order"] = Tensor{"w_order", DType::F32, std::move(order_shape),
+                                     reinterpret_cast<const std::byte*>(order.data()), order.size() * 4, {}};
+    const Status st = attach_quant_companions(ckpt);
+    if (st.is_ok() && attached) {
+      EXPECT_EQ(ckpt.find("w_order"), nullptr);
+      const int32_t* got = ckpt.tensors.at("w").quant.input_order;
+      attached->assign(got, got + 64);
+    }
+    return st.message();
+  };
+  std::vector<float> reversed(64);
+  for (int j = 0; j < 64; ++j) reversed[j] = static_cast<float>(63 - j);
+  std::vector<int32_t> attached;
+  EXPECT_EQ(attach(DType::I4, reversed, {64}, &attached), "");
+  for (int j = 0; j < 64; ++j) EXPECT_EQ(attached[j], 63 - j);
+
+  EXPECT_NE(attach(DType::I4, std::vector<float>(reversed.begin(), reversed.begin() + 32), {32})
+                .find("test.gguf: tensor w_order is F32 (32,); the input column order of w (8, 64) must be F32 (64,)"),
+            std::string::npos)
+      << attach(DType::I4, std::vector<float>(reversed.begin(), reversed.begin() + 32), {32});
+  std::vector<float> repeated = reversed;
+  repeated[5] = repeated[6];
+  EXPECT_NE(attach(DType::I4, repeated, {64}).find("input column order entry 6 is 57, a column already listed"),
+            std::string::npos)
+      << attach(DType::I4, repeated, {64});
+  std::vector<float> fractional = reversed;
+  fractional[3] = 2.5f;
+  EXPECT_NE(attach(DType::I4, fractional, {64}).find("tensor w_order entry 3 is 2.5, not a column index 0..63"),
+            std::string::npos);
+  std::vector<float> outside = reversed;
+  outside[0] = 64.0f;
+  EXPECT_NE(attach(DType::I4, outside, {64}).find("entry 0 is 64, not a column index"), std::string::npos);
+  EXPECT_NE(attach(DType::I8, reversed, {64}).find("tensor w is I8; only I4 weights take an input column order"),
+            std::string::npos)
+      << attach(DType::I8, reversed, {64});
+}
+
 TEST(QuantizedGguf, WriterRefusesScaledWeightsWithoutScales) {
   ThreadPool pool(1);
   Checkpoint ckpt = tiny();

@@ -124,8 +124,9 @@ TEST(QuantizeInt4, SymmetricAndAsymmetricErrorsAreAtMostHalfAStepPerGroup) {
         }
       // Asymmetric: the constant negative row's value is the range's end, code 0: exact. (Symmetric
       // maps it to -7.5 steps, a tie rounded to -8: off by exactly half a step, within the bound.)
-      if (!symmetric)
+      if (!symmetric) {
         for (int64_t c = 0; c < cols; ++c) EXPECT_NEAR(back[2 * cols + c], -0.37f, 1e-6f);
+      }
     }
 }
 
