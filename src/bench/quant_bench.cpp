@@ -37,7 +37,7 @@ const std::set<std::string> kCalibratedNames = {"w4a16-gptq", "w8a8-smoothquant"
 
 // Items that continue the previous entry of the comma-separated list ("w4a16-rtn:g32,asym").
 bool is_scheme_option(const std::string& item) {
-  if (item == "asym" || item == "per-tensor" || item == "act-order") return true;
+  if (item == "asym" || item == "per-tensor" || item == "act-order" || item == "dynamic-groups") return true;
   return item.size() > 1 && item.size() < 8 && item[0] == 'g' &&
          item.find_first_not_of("0123456789", 1) == std::string::npos;
 }
@@ -80,10 +80,12 @@ Result<QuantBenchScheme> parse_one_scheme(const std::string& label, const QuantB
         request.per_tensor = true;
       } else if (option == "act-order") {
         request.act_order = true;
+      } else if (option == "dynamic-groups") {
+        request.dynamic_groups = true;
       } else if (is_scheme_option(option)) {
         request.group_size = std::stoll(option.substr(1));
       } else {
-        return Status::error(fmt::format("--schemes {}: unknown option '{}' (gNN, asym, per-tensor, act-order)",
+        return Status::error(fmt::format("--schemes {}: unknown option '{}' (gNN, asym, per-tensor, act-order, dynamic-groups)",
                                          label, option));
       }
     }

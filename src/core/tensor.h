@@ -42,11 +42,12 @@ struct Tensor {
   int64_t scale_groups() const { return quant.group > 0 ? cols() / quant.group : 0; }  // per row
   const float* row_scales(int64_t r) const { return quant.scale + r * scale_groups(); }
   const float* row_zeros(int64_t r) const { return quant.zero ? quant.zero + r * scale_groups() : nullptr; }
-  // Bytes of the scale and zero arrays (0 without scales); nbytes counts the codes only.
+  // Bytes of the scale, zero and input-order arrays (0 without scales); nbytes counts the codes only.
   size_t scale_bytes() const {
     if (!has_scales()) return 0;
     const size_t one = static_cast<size_t>(rows() * scale_groups()) * sizeof(float);
-    return quant.zero ? 2 * one : one;
+    const size_t order = quant.input_order ? static_cast<size_t>(cols()) * sizeof(int32_t) : 0;
+    return (quant.zero ? 2 * one : one) + order;
   }
 };
 

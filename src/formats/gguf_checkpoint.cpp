@@ -96,6 +96,7 @@ Result<QuantizationInfo> quantization_from_gguf(const GgufFile& file) {
   ANVIL_ASSIGN_OR_RETURN(q.group_size, file.get_int("anvil.quantization.group_size", 0));
   ANVIL_ASSIGN_OR_RETURN(q.symmetric, file.get_bool("anvil.quantization.symmetric", true));
   ANVIL_ASSIGN_OR_RETURN(q.act_order, file.get_bool("anvil.quantization.act_order", false));
+  ANVIL_ASSIGN_OR_RETURN(q.dynamic_groups, file.get_bool("anvil.quantization.dynamic_groups", false));
   if (file.has("anvil.quantization.smoothquant_alpha")) {
     ANVIL_ASSIGN_OR_RETURN(q.smoothquant_alpha, file.get_float("anvil.quantization.smoothquant_alpha"));
   }

@@ -349,6 +349,7 @@ Status write_gguf(const Checkpoint& checkpoint, const std::string& path, const P
     kv.kv_bool("anvil.quantization.symmetric", q.symmetric);
     if (q.smoothquant_alpha) kv.kv_f32("anvil.quantization.smoothquant_alpha", static_cast<float>(*q.smoothquant_alpha));
     if (q.act_order) kv.kv_bool("anvil.quantization.act_order", true);
+    if (q.dynamic_groups) kv.kv_bool("anvil.quantization.dynamic_groups", true);
   }
   // What the F8_E4M3 weights do to their activations is theirs (QuantScales), recorded once.
   ANVIL_ASSIGN_OR_RETURN(const ActivationQuant activations, recorded_activation_quant(checkpoint));

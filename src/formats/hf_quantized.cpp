@@ -341,6 +341,7 @@ QuantizationInfo hf_quantization_info(const HfQuantization& q) {
       info.granularity = granularity(q.group_size);
       info.group_size = std::max<int64_t>(q.group_size, 0);
       info.symmetric = q.symmetric;
+      info.act_order = q.method == HfQuantMethod::Gptq && q.desc_act;
       break;
   }
   return info;

@@ -37,7 +37,8 @@ struct QuantizationInfo {
   int64_t group_size = 0;   // elements per scale along a row; 0 for whole rows
   bool symmetric = true;
   std::optional<double> smoothquant_alpha;  // w8a8-smoothquant: the migration strength it used
-  bool act_order = false;                   // w4a16-gptq: quantized in activation order (static groups)
+  bool act_order = false;                   // w4a16-gptq: quantized in activation order
+  bool dynamic_groups = false;              // ... with groups in that order (weights carry input orders)
   // fp8-dynamic: every F8_E4M3 weight's QuantScales::activations (a file records it once for all;
   // the GGUF loader sets it on each F8_E4M3 weight it reads).
   ActivationQuant activations = ActivationQuant::None;

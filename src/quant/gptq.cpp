@@ -175,6 +175,11 @@ Result<QuantizedMatrix> quantize_int4_gptq(const std::string& what, const float*
   if (!options.symmetric) q.zero.resize(q.scale.size());
   const float* u = hessian.hinv_upper.data();
   const std::vector<int32_t>& order = hessian.order;
+  // Static groups: params fixed up front per original group. Otherwise groups are runs of the
+  // processing order, and with act_order the codes stay in that order (the input_order).
+  const bool static_groups = options.act_order && options.static_groups;
+  const bool keep_processing_order = options.act_order && !options.static_groups;
+  if (keep_processing_order) q.input_order = order;
   const int64_t tiles = (rows + kRowTile - 1) / kRowTile;
 
   pool.parallel_for(tiles, [&](int64_t tile_begin, int64_t tile_end) {
@@ -189,8 +194,8 @@ Result<QuantizedMatrix> quantize_int4_gptq(const std::string& what, const float*
       for (int64_t r = 0; r < nr; ++r) {
         const float* src = w + (r0 + r) * cols;
         for (int64_t p = 0; p < cols; ++p) wt[r * cols + p] = hessian.dead[order[p]] ? 0.0f : src[order[p]];
-        if (options.act_order) {
-          // Static groups: fixed now, from the (dead-zeroed) weights in original column order.
+        if (static_groups) {
+          // Fixed now, from the (dead-zeroed) weights in original column order.
           for (int64_t g = 0; g < groups; ++g) {
             float values[128];
             for (int64_t i = 0; i < group; ++i) {
@@ -204,10 +209,10 @@ Result<QuantizedMatrix> quantize_int4_gptq(const std::string& what, const float*
       for (int64_t b0 = 0; b0 < cols; b0 += block) {
         const int64_t b1 = std::min(cols, b0 + block);
         for (int64_t p = b0; p < b1; ++p) {
-          if (!options.act_order && p % group == 0)
+          if (!static_groups && p % group == 0)
             for (int64_t r = 0; r < nr; ++r)
               params[r * groups + p / group] = group_params(&wt[r * cols + p], group, options.symmetric);
-          const int64_t g = (options.act_order ? order[p] : p) / group;
+          const int64_t g = (static_groups ? order[p] : p) / group;
           const float* up = u + p * cols;
           const float d = up[p];
           for (int64_t r = 0; r < nr; ++r) {
@@ -233,7 +238,7 @@ Result<QuantizedMatrix> quantize_int4_gptq(const std::string& what, const float*
         }
       }
       for (int64_t r = 0; r < nr; ++r) {
-        for (int64_t p = 0; p < cols; ++p) packed_row[order[p]] = codes[r * cols + p];
+        for (int64_t p = 0; p < cols; ++p) packed_row[keep_processing_order ? p : order[p]] = codes[r * cols + p];
         i4_pack(packed_row.data(), cols, reinterpret_cast<uint8_t*>(q.codes.data()) + (r0 + r) * cols / 2);
         for (int64_t g = 0; g < groups; ++g) {
           q.scale[(r0 + r) * groups + g] = params[r * groups + g].scale;

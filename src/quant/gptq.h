@@ -1,7 +1,8 @@
 // GPTQ (Frantar et al., 2022) for INT4 W4A16: round each weight column in turn and fold its
 // rounding error into the columns not yet rounded, weighted by the inverse Hessian of the layer's
 // calibration inputs, so the layer's OUTPUT on those inputs moves as little as possible. The stored
-// layout is w4a16-rtn's (I4 codes, group scales, zero points when asymmetric).
+// layout is w4a16-rtn's (I4 codes, group scales, zero points when asymmetric), plus an input column
+// order with act-order's dynamic groups.
 #pragma once
 
 #include <cstdint>
@@ -17,10 +18,15 @@ namespace anvil {
 struct GptqOptions {
   int64_t group = 128;        // 32, 64 or 128 consecutive inputs per scale
   bool symmetric = true;
-  // Process columns by decreasing H_ii (AutoGPTQ desc_act) with the groups' scales fixed up front
-  // from the unquantized weights in their ORIGINAL column order (AutoGPTQ static_groups,
-  // llm-compressor actorder="weight"): the file keeps plain consecutive groups, no g_idx.
+  // Process columns by decreasing H_ii (AutoGPTQ desc_act). With static_groups the groups' scales
+  // are fixed up front from the unquantized weights in their ORIGINAL column order (AutoGPTQ
+  // static_groups, llm-compressor actorder="weight"): the file keeps plain consecutive groups.
+  // Without, groups are runs of consecutive columns in PROCESSING order, each group's scale set
+  // from its error-updated values when its first column comes up (AutoGPTQ's default desc_act,
+  // llm-compressor actorder="group"): the codes are stored in processing order and the matrix
+  // carries that order as its input_order (core/quant_scales.h).
   bool act_order = false;
+  bool static_groups = true;
   double damp_percent = 0.01;  // H += damp_percent * mean(diag H) * I before inverting
   int64_t block_size = 128;    // columns per lazy-update block; a multiple of `group`
 };
@@ -68,8 +74,8 @@ Result<GptqHessian> prepare_gptq_hessian(const std::string& what, std::vector<do
 
 // GPTQ of a (rows, cols) f32 weight against a prepared Hessian of its input. Per row (rows are
 // independent), in processing order, blocks of block_size columns:
-//   at a group's first column (without act_order): the group's scale (and zero point) from its
-//     current, error-updated values, by w4a16-rtn's formulas (quantize_int4_rtn);
+//   at a group's first column (unless act_order with static_groups): the group's scale (and zero
+//     point) from its current, error-updated values, by w4a16-rtn's formulas (quantize_int4_rtn);
 //   q = quantize(w_p); e = (w_p - q) / U_pp; w_c -= e * U_pc for the block's later columns c;
 //   after the block: w_c -= sum_p e_p U_pc for every column c after it (the lazy batch update).
 // With H = I (or any diagonal H) no error moves and the result equals quantize_int4_rtn exactly.

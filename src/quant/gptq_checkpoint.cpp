@@ -93,6 +93,7 @@ Status gptq_quantize_layers(Checkpoint& checkpoint, const QuantizeOptions& optio
   gptq.group = options.group_size;
   gptq.symmetric = !options.asymmetric;
   gptq.act_order = options.act_order;
+  gptq.static_groups = !options.dynamic_groups;
   Int4Options rtn;
   rtn.group = options.group_size;
   rtn.symmetric = !options.asymmetric;

@@ -98,6 +98,8 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
     return Status::error(fmt::format("--per-tensor applies to fp8 and fp8-dynamic only, not {}", found->name));
   if (request.act_order && options.scheme != QuantScheme::W4A16Gptq)
     return Status::error(fmt::format("--act-order applies to w4a16-gptq only, not {}", found->name));
+  if (request.dynamic_groups && !request.act_order)
+    return Status::error("--dynamic-groups applies to w4a16-gptq --act-order only");
   if (request.alpha && !options.smoothquant)
     return Status::error("--alpha applies to w8a8 --smoothquant only");
   if (request.alpha) {
@@ -117,6 +119,7 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
   options.asymmetric = request.asymmetric;
   options.per_tensor = request.per_tensor;
   options.act_order = request.act_order;
+  options.dynamic_groups = request.dynamic_groups;
   options.ignore = request.ignore;
   return options;
 }
@@ -153,6 +156,7 @@ QuantizationInfo quantization_info(const QuantizeOptions& options) {
       info.group_size = options.group_size;
       info.symmetric = !options.asymmetric;
       info.act_order = options.scheme == QuantScheme::W4A16Gptq && options.act_order;
+      info.dynamic_groups = info.act_order && options.dynamic_groups;
       break;
     case QuantScheme::Q8_0:
     case QuantScheme::Q4_0:

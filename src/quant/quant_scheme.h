@@ -29,6 +29,7 @@ struct QuantizeOptions {
   bool asymmetric = false;   // w4a16-rtn, w4a16-gptq
   bool per_tensor = false;   // fp8, fp8-dynamic
   bool act_order = false;    // w4a16-gptq: columns by decreasing Hessian diagonal (static groups)
+  bool dynamic_groups = false;  // w4a16-gptq act_order: groups in processing order (GptqOptions)
   bool smoothquant = false;  // w8a8
   double alpha = 0.5;        // w8a8 SmoothQuant migration strength
   CalibrationSource calibration_source;    // calibrated schemes
@@ -53,6 +54,7 @@ struct QuantizeRequest {
   bool smoothquant = false;
   std::optional<double> alpha;
   bool act_order = false;
+  bool dynamic_groups = false;
   std::string calibration_file;         // --calib (text)
   std::string calibration_tokens_file;  // --calib-tokens (ids)
   std::optional<int64_t> calibration_samples;

@@ -16,6 +16,7 @@ Tensor QuantizedMatrix::view(std::string name) const {
   t.quant.zero = zero.empty() ? nullptr : zero.data();
   t.quant.group = group;
   t.quant.activations = activations;
+  t.quant.input_order = input_order.empty() ? nullptr : input_order.data();
   return t;
 }
 

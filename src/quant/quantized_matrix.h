@@ -19,6 +19,7 @@ struct QuantizedMatrix {
   std::vector<float> scale;       // rows * (cols / group)
   std::vector<float> zero;        // same size for asymmetric I4, else empty
   ActivationQuant activations = ActivationQuant::None;  // QuantScales::activations (F8_E4M3 only)
+  std::vector<int32_t> input_order;  // QuantScales::input_order (I4 by GPTQ with dynamic act-order groups), or empty
 
   // A (rows, cols) Tensor over these buffers, scales attached; valid while this object lives.
   Tensor view(std::string name) const;

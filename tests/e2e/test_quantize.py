@@ -359,6 +359,7 @@ def shakespeare():
 CALIBRATED = {
     "w4a16-gptq": ["--scheme", "w4a16-gptq", "--group", "32"],
     "w4a16-gptq-asym-act-order": ["--scheme", "w4a16-gptq", "--group", "32", "--asym", "--act-order"],
+    "w4a16-gptq-act-order-dynamic": ["--scheme", "w4a16-gptq", "--group", "32", "--act-order", "--dynamic-groups"],
     "w8a8-smoothquant": ["--scheme", "w8a8", "--smoothquant", "--alpha", "0.6"],
 }
 
@@ -388,12 +389,13 @@ class CalibratedSchemes(unittest.TestCase):
                 self.assertIn("calibration: 8 samples x 64 tokens", out)
         self.assertIn("scheme:     w4a16-gptq (group 32, symmetric)", self.stdout["w4a16-gptq"])
         self.assertIn("(group 32, asymmetric, act-order)", self.stdout["w4a16-gptq-asym-act-order"])
+        self.assertIn("(group 32, symmetric, act-order, dynamic groups)", self.stdout["w4a16-gptq-act-order-dynamic"])
         self.assertIn("scheme:     w8a8-smoothquant (per-channel, alpha 0.6)", self.stdout["w8a8-smoothquant"])
         self.assertIn("smoothing:  4 norms folded", self.stdout["w8a8-smoothquant"])
         self.assertIn("attn_norm max|x|", self.stderr["w8a8-smoothquant"])
 
     def test_gptq_output_error_is_below_round_to_nearest(self):
-        for name in ("w4a16-gptq", "w4a16-gptq-asym-act-order"):
+        for name in ("w4a16-gptq", "w4a16-gptq-asym-act-order", "w4a16-gptq-act-order-dynamic"):
             with self.subTest(name):
                 line = next(l for l in self.stdout[name].splitlines() if l.startswith("output:"))
                 gptq = float(line.split("mean over tensors ")[1].split()[0])
@@ -415,20 +417,29 @@ class CalibratedSchemes(unittest.TestCase):
                                 1e-5)
 
     def test_gptq_metadata_and_layout(self):
-        for name, symmetric, act_order in (("w4a16-gptq", True, None), ("w4a16-gptq-asym-act-order", False, True)):
+        for name, symmetric, act_order, dynamic in (("w4a16-gptq", True, None, None),
+                                                    ("w4a16-gptq-asym-act-order", False, True, None),
+                                                    ("w4a16-gptq-act-order-dynamic", True, True, True)):
             with self.subTest(name):
                 q = gguf_tensors.read(self.files[name])
                 self.assertEqual(q.value("anvil.quantization.scheme"), "w4a16-gptq")
                 self.assertEqual(q.value("anvil.quantization.group_size"), 32)
                 self.assertEqual(q.value("anvil.quantization.symmetric"), symmetric)
                 self.assertEqual(q.value("anvil.quantization.act_order"), act_order)
+                self.assertEqual(q.value("anvil.quantization.dynamic_groups"), dynamic)
                 for tname, tensor in q.tensors.items():
-                    if tname.endswith("_scale") or tname.endswith("_zero"):
+                    if tname.endswith("_scale") or tname.endswith("_zero") or tname.endswith("_order"):
                         continue
                     if any(f".{layer}.weight" in tname for layer in LINEAR):
                         self.assertEqual(tensor.type_name, "I4", tname)
                         self.assertEqual(q.tensors[tname + "_scale"].shape, (tensor.shape[0], tensor.shape[1] // 32))
                         self.assertEqual(tname + "_zero" in q.tensors, not symmetric)
+                        # Dynamic groups: the codes in processing order, and the input column of each.
+                        self.assertEqual(tname + "_order" in q.tensors, bool(dynamic))
+                        if dynamic:
+                            order = q.tensors[tname + "_order"].floats()
+                            self.assertEqual(sorted(int(v) for v in order), list(range(tensor.shape[1])), tname)
+                            self.assertNotEqual(list(order), sorted(order), tname)
                     else:  # GPTQ changes nothing else
                         self.assertEqual(tensor.raw, Fixture.f32.tensors[tname].raw, tname)
 

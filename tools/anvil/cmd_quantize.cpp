@@ -43,7 +43,7 @@ Status check_runnable(const Checkpoint& checkpoint) {
 std::string scheme_description(const QuantizationInfo& info) {
   std::string scheme = info.scheme + " (" + info.granularity;
   if (info.granularity == "group") scheme += fmt::format(" {}, {}", info.group_size, info.symmetric ? "symmetric" : "asymmetric");
-  if (info.act_order) scheme += ", act-order";
+  if (info.act_order) scheme += info.dynamic_groups ? ", act-order, dynamic groups" : ", act-order";
   if (info.smoothquant_alpha) scheme += fmt::format(", alpha {:g}", *info.smoothquant_alpha);
   if (info.activations != ActivationQuant::None)
     scheme += fmt::format(", activations {}", activation_quant_name(info.activations));
@@ -184,6 +184,9 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
                 "fp8, fp8-dynamic: one weight scale per tensor (default: one per row)");
   cmd->add_flag("--act-order", options->request.act_order,
                 "w4a16-gptq: quantize columns by decreasing Hessian diagonal (groups stay in column order)");
+  cmd->add_flag("--dynamic-groups", options->request.dynamic_groups,
+                "w4a16-gptq --act-order: groups in that order, scales set as they are reached (AutoGPTQ's "
+                "default desc_act); each weight stores its column order");
   cmd->add_flag("--smoothquant", options->request.smoothquant,
                 "w8a8: fold SmoothQuant's activation smoothing into the norms and weights first (needs --calib)");
   options->alpha_option = cmd->add_option("--alpha", options->alpha,

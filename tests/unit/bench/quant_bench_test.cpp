@@ -118,6 +118,17 @@ TEST(QuantBenchSchemes, CalibratedSchemesTakeTheCalibrationFlags) {
   EXPECT_FALSE(s[2].calibrated());  // plain w8a8 takes none of the calibration flags
   EXPECT_TRUE(s[2].quantize.calibration_source.tokens_file.empty());
   EXPECT_EQ(s[3].quantize.group_size, 32);
+  // GPTQ's act-order options continue their entry.
+  Result<std::vector<QuantBenchScheme>> orders =
+      parse_quant_bench_schemes("w4a16-gptq:g32,act-order,w4a16-gptq:g32,act-order,dynamic-groups", calib);
+  ASSERT_TRUE(orders.is_ok()) << orders.status().message();
+  ASSERT_EQ(orders->size(), 2u);
+  EXPECT_EQ((*orders)[1].label, "w4a16-gptq:g32,act-order,dynamic-groups");
+  EXPECT_TRUE((*orders)[0].quantize.act_order);
+  EXPECT_FALSE((*orders)[0].quantize.dynamic_groups);
+  EXPECT_TRUE((*orders)[1].quantize.act_order && (*orders)[1].quantize.dynamic_groups);
+  EXPECT_NE(parse_error("w4a16-gptq:g32,dynamic-groups", calib).find("--dynamic-groups applies to w4a16-gptq --act-order"),
+            std::string::npos);
 }
 
 // ---- fallbacks and sizes ---------------------------------------------------------------------------

@@ -140,33 +140,44 @@ TEST(HessianAccumulator, EqualsTwiceTheMeanOuterProduct) {
     }
 }
 
+// Column orders: none, act-order with static groups, act-order with dynamic groups.
+enum class Order { None, ActOrderStatic, ActOrderDynamic };
+const char* order_name(Order o) {
+  return o == Order::None ? "" : o == Order::ActOrderStatic ? " act-order" : " act-order dyn";
+}
+void set_order(GptqOptions& options, Order o) {
+  options.act_order = o != Order::None;
+  options.static_groups = o != Order::ActOrderDynamic;
+}
+
 TEST(Gptq, ReducesTheOutputErrorOfRoundToNearest) {
   ThreadPool pool(2);
   const int64_t rows = 48, cols = 256, n = 1024;  // two 128-column blocks
   const std::vector<float> x = correlated_inputs(n, cols, 12, 5);
   const std::vector<float> w = random_weights(rows, cols, 6);
-  for (bool act_order : {false, true})
+  for (Order order : {Order::None, Order::ActOrderStatic, Order::ActOrderDynamic})
     for (bool symmetric : {true, false})
       for (int64_t group : {32, 128}) {
-        SCOPED_TRACE(testing::Message() << "group " << group << (symmetric ? " sym" : " asym")
-                                        << (act_order ? " act-order" : ""));
+        SCOPED_TRACE(testing::Message() << "group " << group << (symmetric ? " sym" : " asym") << order_name(order));
         GptqOptions options;
         options.group = group;
         options.symmetric = symmetric;
-        options.act_order = act_order;
+        set_order(options, order);
         Result<GptqHessian> h = prepare_gptq_hessian("w", hessian_of(x, cols, pool), cols, options, pool);
         ASSERT_TRUE(h.is_ok()) << h.status().message();
         EXPECT_EQ(h->damp_percent, 0.01);
         Result<QuantizedMatrix> gptq = quantize_int4_gptq("w", w.data(), rows, cols, *h, options, pool);
         ASSERT_TRUE(gptq.is_ok()) << gptq.status().message();
         ASSERT_TRUE(check_quant_scales(gptq->view("w")).is_ok());
+        // Dynamic groups store the codes in processing order, which the weight carries.
+        EXPECT_EQ(gptq->input_order, order == Order::ActOrderDynamic ? h->order : std::vector<int32_t>{});
         Result<QuantizedMatrix> rtn = quantize_int4_rtn("w", w.data(), rows, cols, {group, symmetric}, pool);
         ASSERT_TRUE(rtn.is_ok());
         const double e_gptq = output_error(w, dequantize(*gptq), x, rows, cols);
         const double e_rtn = output_error(w, dequantize(*rtn), x, rows, cols);
-        std::printf("  GPTQ group %3lld %-4s%-10s ||(W'-W)X^T||: gptq %.4f  rtn %.4f  (ratio %.3f)\n",
-                    static_cast<long long>(group), symmetric ? "sym" : "asym", act_order ? " act-order" : "", e_gptq,
-                    e_rtn, e_gptq / e_rtn);
+        std::printf("  GPTQ group %3lld %-4s%-14s ||(W'-W)X^T||: gptq %.4f  rtn %.4f  (ratio %.3f)\n",
+                    static_cast<long long>(group), symmetric ? "sym" : "asym", order_name(order), e_gptq, e_rtn,
+                    e_gptq / e_rtn);
         EXPECT_LT(e_gptq, 0.8 * e_rtn);
         // The library's measure agrees with the direct one.
         HessianAccumulator gram(cols);
@@ -196,21 +207,28 @@ TEST(Gptq, DiagonalHessianEqualsRoundToNearest) {
   std::mt19937 rng(4);
   std::uniform_real_distribution<double> diag(0.1, 10.0);
   for (bool identity : {true, false})
-    for (bool act_order : {false, true})
+    for (Order order : {Order::None, Order::ActOrderStatic, Order::ActOrderDynamic})
       for (bool symmetric : {true, false})
         for (int64_t group : {32, 64, 128}) {
           SCOPED_TRACE(testing::Message() << (identity ? "H = I" : "H diagonal") << " group " << group
-                                          << (symmetric ? " sym" : " asym") << (act_order ? " act-order" : ""));
+                                          << (symmetric ? " sym" : " asym") << order_name(order));
           std::vector<double> hessian(static_cast<size_t>(cols * cols), 0.0);
           for (int64_t i = 0; i < cols; ++i) hessian[i * cols + i] = identity ? 1.0 : diag(rng);
           GptqOptions options;
           options.group = group;
           options.symmetric = symmetric;
-          options.act_order = act_order;
+          set_order(options, order);
           Result<GptqHessian> h = prepare_gptq_hessian("w", hessian, cols, options, pool);
           ASSERT_TRUE(h.is_ok()) << h.status().message();
           Result<QuantizedMatrix> gptq = quantize_int4_gptq("w", w.data(), rows, cols, *h, options, pool);
-          Result<QuantizedMatrix> rtn = quantize_int4_rtn("w", w.data(), rows, cols, {group, symmetric}, pool);
+          // Dynamic groups: round-to-nearest of the columns in processing order (groups of them).
+          std::vector<float> rtn_input = w;
+          if (order == Order::ActOrderDynamic) {
+            if (!identity) EXPECT_NE(h->order[0], 0);  // a real permutation
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t p = 0; p < cols; ++p) rtn_input[r * cols + p] = w[r * cols + h->order[p]];
+          }
+          Result<QuantizedMatrix> rtn = quantize_int4_rtn("w", rtn_input.data(), rows, cols, {group, symmetric}, pool);
           ASSERT_TRUE(gptq.is_ok() && rtn.is_ok());
           EXPECT_EQ(gptq->codes, rtn->codes);
           EXPECT_EQ(gptq->scale, rtn->scale);

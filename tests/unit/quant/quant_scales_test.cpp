@@ -35,6 +35,12 @@ TEST(QuantScales, ConsistentTensorsPass) {
   Tensor plain{"x", DType::F32, {4, 8}, nullptr, 0, {}};
   EXPECT_TRUE(check_quant_scales(plain).is_ok());
   EXPECT_EQ(Fixture(DType::I4, 4, 256, 64, true).tensor.scale_bytes(), 2u * 4 * 4 * sizeof(float));
+  Fixture act_order(DType::I4, 4, 256, 64, false);
+  std::vector<int32_t> order(256);
+  for (int32_t j = 0; j < 256; ++j) order[j] = 255 - j;
+  act_order.tensor.quant.input_order = order.data();
+  EXPECT_TRUE(check_quant_scales(act_order.tensor).is_ok());
+  EXPECT_EQ(act_order.tensor.scale_bytes(), 4u * 4 * sizeof(float) + 256 * sizeof(int32_t));  // the order too
 }
 
 TEST(QuantScales, RejectsMissingOrMisplacedScales) {

@@ -224,6 +224,16 @@ TEST(QuantizeOptions, CalibratedSchemesAndTheirOptions) {
   r.act_order = true;
   EXPECT_NE(error(r).find("--act-order applies to w4a16-gptq only"), std::string::npos);
   r = gptq;
+  r.act_order = false;
+  r.dynamic_groups = true;
+  EXPECT_NE(error(r).find("--dynamic-groups applies to w4a16-gptq --act-order only"), std::string::npos);
+  r.act_order = true;
+  o = make_quantize_options(r);
+  ASSERT_TRUE(o.is_ok()) << o.status().message();
+  EXPECT_TRUE(o->dynamic_groups);
+  EXPECT_TRUE(quantization_info(*o).dynamic_groups);
+  EXPECT_FALSE(quantization_info(*make_quantize_options(gptq)).dynamic_groups);  // static groups
+  r = gptq;
   r.calibration_samples = 0;
   EXPECT_NE(error(r).find("--calib-samples 0: must be between 1"), std::string::npos);
   QuantizeRequest plain;
