@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <cstring>
 #include <new>
 
 namespace anvil {
@@ -34,6 +35,12 @@ std::shared_ptr<std::byte[]> allocate_weight_memory(size_t bytes) {
   madvise(memory, length, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages
   return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(memory),
                                       [length](std::byte* p) { munmap(p, length); });
+}
+
+std::shared_ptr<std::byte[]> copy_to_weight_memory(const void* data, size_t bytes) {
+  std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(bytes);
+  std::memcpy(buffer.get(), data, bytes);
+  return buffer;
 }
 
 }  // namespace anvil

@@ -13,6 +13,8 @@ namespace anvil {
 // when the last owner goes. Throws std::bad_alloc when the memory cannot be had, like new[].
 // Huge pages are advice: where the kernel has them off, the memory is plain 4 KiB pages.
 std::shared_ptr<std::byte[]> allocate_weight_memory(size_t bytes);
+// A copy of `bytes` bytes at `data` in weight memory (weights Anvil built on the heap).
+std::shared_ptr<std::byte[]> copy_to_weight_memory(const void* data, size_t bytes);
 
 // The huge-page size: smaller buffers come from the heap (not worth a mapping of their own).
 constexpr size_t kWeightMemoryHugePage = size_t{2} << 20;

@@ -84,8 +84,7 @@ template <typename T>
 T* keep(std::vector<T> values, Storage& storage) {
   const size_t bytes = values.size() * sizeof(T);
   if (bytes >= kWeightMemoryHugePage) {
-    std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(bytes);
-    std::memcpy(buffer.get(), values.data(), bytes);
+    std::shared_ptr<std::byte[]> buffer = copy_to_weight_memory(values.data(), bytes);
     storage.push_back(std::shared_ptr<const void>(buffer, buffer.get()));
     return reinterpret_cast<T*>(buffer.get());
   }

@@ -152,8 +152,7 @@ TensorQuantReport install_quantized(Checkpoint& checkpoint, Tensor& tensor, cons
   checkpoint.storage.push_back(owned);
   // The codes to weight memory (huge pages from 2 MiB): decode streams them every token, and the
   // quantizer's heap vector sits on 4 KiB pages. The scales stay where they are.
-  std::shared_ptr<std::byte[]> codes = allocate_weight_memory(owned->codes.size());
-  std::memcpy(codes.get(), owned->codes.data(), owned->codes.size());
+  std::shared_ptr<std::byte[]> codes = copy_to_weight_memory(owned->codes.data(), owned->codes.size());
   tensor.data = codes.get();
   checkpoint.storage.push_back(std::shared_ptr<const void>(codes, codes.get()));
   owned->codes = {};
