@@ -593,6 +593,10 @@ Result<Checkpoint> load_hf_checkpoint(const std::string& dir, const ProgressCall
                          (quantization.method == HfQuantMethod::CompressedTensors ? "weight_scale" : "qweight") +
                          " is missing)");
   checkpoint.quantization = hf_quantization_info(quantization);
+  // Act-order with permuted groups (GPTQ desc_act without static groups, compressed-tensors
+  // actorder "group") shows in the weights: they carry input orders.
+  for (const auto& [name, tensor] : checkpoint.tensors)
+    if (tensor.quant.input_order) checkpoint.quantization.act_order = checkpoint.quantization.dynamic_groups = true;
   for (auto& file : weights.files) {
     // Registered as file mappings: repack_weights_for_decode moves the matrices out of them.
     checkpoint.file_mappings.emplace_back(file->mapped_file().data(), file->mapped_file().size());

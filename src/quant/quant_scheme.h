@@ -28,7 +28,7 @@ struct QuantizeOptions {
   int64_t group_size = 128;  // w4a16-rtn, w4a16-gptq
   bool asymmetric = false;   // w4a16-rtn, w4a16-gptq
   bool per_tensor = false;   // fp8, fp8-dynamic
-  bool act_order = false;    // w4a16-gptq: columns by decreasing Hessian diagonal (static groups)
+  bool act_order = false;    // w4a16-gptq: columns by decreasing Hessian diagonal (static groups unless:)
   bool dynamic_groups = false;  // w4a16-gptq act_order: groups in processing order (GptqOptions)
   bool smoothquant = false;  // w8a8
   double alpha = 0.5;        // w8a8 SmoothQuant migration strength

@@ -167,7 +167,8 @@ def codes(t):
 
 
 def dequantize(gguf, name):
-    """(weight, per-element scale) of a scaled weight: w = (code - zero) * scale."""
+    """(weight, per-element scale) of a scaled weight: w = (code - zero) * scale, columns in input
+    order (an I4 weight with NAME_order stores column j for input column order[j])."""
     t = gguf.tensors[name]
     rows, cols = t.shape
     scale = gguf.tensors[name + "_scale"].floats().astype(np.float64)
@@ -179,4 +180,10 @@ def dequantize(gguf, name):
         zero = np.full_like(scale, 8.0 if t.type_name == "I4" else 0.0)
     s = np.repeat(scale, group, axis=1)
     z = np.repeat(zero, group, axis=1)
-    return (codes(t) - z) * s, s
+    w = (codes(t) - z) * s
+    if name + "_order" in gguf.tensors:
+        order = gguf.tensors[name + "_order"].floats().astype(np.int64)
+        w_in, s_in = np.empty_like(w), np.empty_like(s)
+        w_in[:, order], s_in[:, order] = w, s
+        return w_in, s_in
+    return w, s

@@ -415,6 +415,11 @@ class CalibratedSchemes(unittest.TestCase):
                 reference = {"ANVIL_GEMM": "reference"}
                 self.assertLess(relative_error(logits(path, PROMPT, reference), logits(dequantized, PROMPT, reference)),
                                 1e-5)
+                # The default paths (fused GEMV of q/k/v and gate/up; oneDNN for the longer prompt)
+                # with bf16 activations, as test_quantize's W4A16 check above.
+                if name.startswith("w4a16"):
+                    self.assertLess(relative_error(logits(path, PROMPT), logits(dequantized, PROMPT)), 2e-2)
+                    self.assertLess(relative_error(logits(path, LONG_PROMPT), logits(dequantized, LONG_PROMPT)), 0.05)
 
     def test_gptq_metadata_and_layout(self):
         for name, symmetric, act_order, dynamic in (("w4a16-gptq", True, None, None),
@@ -442,6 +447,17 @@ class CalibratedSchemes(unittest.TestCase):
                             self.assertNotEqual(list(order), sorted(order), tname)
                     else:  # GPTQ changes nothing else
                         self.assertEqual(tensor.raw, Fixture.f32.tensors[tname].raw, tname)
+                if dynamic:
+                    # NumPy's reading of codes, scales and orders is the weight anvil converts to F32.
+                    f32_path = tmp_path(name + "-layout-f32.gguf")
+                    code, _, err = run("convert", "--model", self.files[name], "--type", "f32", "--out", f32_path)
+                    self.assertEqual(code, 0, err)
+                    f32 = gguf_tensors.read(f32_path)
+                    for tname in q.tensors:
+                        if tname + "_order" in q.tensors:
+                            w, _ = gguf_tensors.dequantize(q, tname)
+                            np.testing.assert_allclose(f32.tensors[tname].floats(), w, rtol=1e-6, atol=1e-7,
+                                                       err_msg=tname)
 
     def test_smoothquant_folds_into_the_norms(self):
         # NumPy, from the file alone: s = old norm / new norm; each smoothed weight divided by s is the

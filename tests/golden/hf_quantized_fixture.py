@@ -210,8 +210,10 @@ def ct_int8(w: np.ndarray):
 
 def act_order_permutation(module: str, cols: int) -> np.ndarray:
     """The order act-order quantizes a module's columns in: GPTQ sorts them by decreasing Hessian
-    diagonal; any fixed permutation exercises the same layout."""
-    return np.random.default_rng(zlib.crc32(module.encode())).permutation(cols)
+    diagonal; any fixed permutation exercises the same layout. Modules that read the same input
+    (q/k/v, gate/up) share one Hessian and so one order, as in a real checkpoint."""
+    site = module.replace("k_proj", "q_proj").replace("v_proj", "q_proj").replace("up_proj", "gate_proj")
+    return np.random.default_rng(zlib.crc32(site.encode())).permutation(cols)
 
 
 def in_original_order(permuted: np.ndarray, perm: np.ndarray) -> np.ndarray:

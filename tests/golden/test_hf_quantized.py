@@ -53,6 +53,9 @@ EXPECTED_TYPES = {  # anvil info tensor_dtypes: 14 linear weights (15 with lm_he
     "gptq_asym": {"I4": 14}, "gptq_v2_channel": {"I4": 14}, "awq_gemm": {"I4": 14},
     "ct_w4a16_actorder": {"I4": 14}, "gptq_act_order": {"I4": 14},
 }
+# anvil info's quantization.act_order: permuted groups show as input orders on the weights.
+EXPECTED_ACT_ORDER = {"gptq_act_order": "dynamic-groups", "ct_w4a16_actorder": "dynamic-groups",
+                      "gptq_v2_channel": "static-groups"}
 W8A8_LAYOUTS = {"ct_int8"}
 FP8_DYNAMIC_LAYOUTS = {"ct_fp8_channel"}
 # W8A16 / W4A16: anvil's GEMV kernels (this prompt's path) round their activations to bf16.
@@ -398,9 +401,13 @@ def main() -> int:
         else:
             detail += "; greedy ids match" if ids == L.ref_ids else f"; ids differ at a near tie (step {k})"
         types, quant = info_types(args.anvil, L.dir, args.timeout)
+        act_order = (quant or {}).get("act_order")
         if types != EXPECTED_TYPES[L.name]:
             ok = False
             detail += f"; anvil info types {types} (expected {EXPECTED_TYPES[L.name]}): {quant}"
+        elif act_order != EXPECTED_ACT_ORDER.get(L.name):
+            ok = False
+            detail += f"; anvil info act_order {act_order} (expected {EXPECTED_ACT_ORDER.get(L.name)})"
         else:
             detail += f"; {quant['scheme']} {next(iter(types))}"
         print(f"  {'ok  ' if ok else 'FAIL'} {L.name}: {detail}")

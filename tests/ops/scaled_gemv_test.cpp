@@ -52,7 +52,7 @@ std::vector<Case> make_cases(int64_t rows, int64_t k, std::mt19937& rng) {
   std::vector<Case> cases;
   auto add = [&](std::string label, Result<QuantizedMatrix> q) {
     EXPECT_TRUE(q.is_ok()) << q.status().message();
-    cases.push_back({std::move(label), std::make_shared<QuantizedMatrix>(std::move(q).value())});
+    cases.push_back({std::move(label), std::make_shared<QuantizedMatrix>(std::move(q).value()), nullptr});
   };
   add("F8_E4M3 per-channel", quantize_fp8("w", w.data(), rows, k, Fp8Granularity::PerChannel, pool));
   add("F8_E4M3 per-tensor", quantize_fp8("w", w.data(), rows, k, Fp8Granularity::PerTensor, pool));
@@ -392,38 +392,53 @@ TEST(ScaledGemv, F8NanCodesGiveNanAndEveryOtherCodeIsExact) {
   set_isa_cap(Isa::Avx512);
 }
 
-// Act-order weights in one shared-input call: q/k/v of a GPTQ act-order layer share one column
-// order (equal arrays at different addresses) and fuse; a weight with another order, or none,
-// runs on its own. Every result equals its separate matmul() exactly, and matmul the reference.
+// Act-order weights in one shared-input call. q/k/v (and gate/up) of a GPTQ act-order layer share
+// one column order (equal arrays at different addresses): decode sizes fuse them into one GEMV
+// dispatch, prefill sizes gather x once and run each weight on it. A set that mixes orders (or a
+// weight without one) runs each weight on its own. Every result equals its separate matmul()
+// exactly, and matmul the reference over x in input order.
 TEST(ScaledGemv, SharedInputWithActOrderWeightsEqualsSeparateCalls) {
   std::mt19937 rng(26);
   const int64_t k = 256;
-  std::vector<Case> cases;
-  for (int i = 0; i < 3; ++i) cases.push_back(act_order_case(16 * (i + 1) + 5, k, 32, i != 1, rng));
-  cases[1].input_order = std::make_shared<std::vector<int32_t>>(*cases[0].input_order);  // same order, own copy
-  cases[1].matrix = act_order_case(21, k, 32, false, rng).matrix;
+  std::vector<Case> shared;
+  for (int i = 0; i < 3; ++i) shared.push_back(act_order_case(16 * (i + 1) + 5, k, 32, i != 1, rng));
+  for (int i = 1; i < 3; ++i) shared[i].input_order = std::make_shared<std::vector<int32_t>>(*shared[0].input_order);
+  std::vector<Case> mixed = {shared[0], act_order_case(19, k, 64, true, rng), make_cases(13, k, rng).back()};
   ThreadPool ref_pool(1);
-  for (int64_t tokens : {1, 3, 20}) {
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      const std::vector<float> x = gaussian(tokens * k, rng);
-      std::vector<Tensor> weights;
-      for (const Case& c : cases) weights.push_back(c.tensor());
-      std::vector<std::vector<float>> fused(weights.size()), separate(weights.size());
-      std::vector<MatmulOutput> outputs;
-      for (size_t i = 0; i < weights.size(); ++i) {
-        fused[i].assign(tokens * weights[i].rows(), -1.0f);
-        separate[i].assign(tokens * weights[i].rows(), -2.0f);
-        outputs.push_back({&weights[i], fused[i].data()});
-        matmul(pool, weights[i], x.data(), tokens, separate[i].data());
-      }
-      matmul_shared_input(pool, outputs, x.data(), tokens);
-      for (size_t i = 0; i < weights.size(); ++i) {
-        EXPECT_EQ(fused[i], separate[i]) << "tokens=" << tokens << " threads=" << threads << " w" << i;
-        // The reference multiplies the same gathered x by rows dequantized in stored order.
-        std::vector<float> ref(tokens * weights[i].rows());
-        matmul_reference(ref_pool, weights[i], x.data(), tokens, ref.data());
-        for (size_t j = 0; j < ref.size(); ++j) ASSERT_NEAR(separate[i][j], ref[j], 2e-2 * (1 + std::fabs(ref[j])));
+  for (const std::vector<Case>* cases : {&shared, &mixed}) {
+    for (int64_t tokens : {1, 3, 20}) {  // 20: past kPrefillGemmMinTokens, the oneDNN GEMM
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(testing::Message() << (cases == &shared ? "one order" : "mixed orders") << " tokens=" << tokens
+                                        << " threads=" << threads);
+        ThreadPool pool(threads);
+        const std::vector<float> x = gaussian(tokens * k, rng);
+        std::vector<Tensor> weights;
+        for (const Case& c : *cases) weights.push_back(c.tensor());
+        std::vector<std::vector<float>> fused(weights.size()), separate(weights.size());
+        std::vector<MatmulOutput> outputs;
+        for (size_t i = 0; i < weights.size(); ++i) {
+          fused[i].assign(tokens * weights[i].rows(), -1.0f);
+          separate[i].assign(tokens * weights[i].rows(), -2.0f);
+          outputs.push_back({&weights[i], fused[i].data()});
+          matmul(pool, weights[i], x.data(), tokens, separate[i].data());
+        }
+        matmul_shared_input(pool, outputs, x.data(), tokens);
+        for (size_t i = 0; i < weights.size(); ++i) {
+          EXPECT_EQ(fused[i], separate[i]) << "w" << i;
+          // Against dequantized rows in input order times x as given (bf16-level agreement).
+          std::vector<float> row(k);
+          for (int64_t r = 0; r < weights[i].rows(); ++r) {
+            weight_row_to_f32(weights[i], r, row.data());
+            for (int64_t t = 0; t < tokens; ++t) {
+              double want = 0, scale = 0;
+              for (int64_t j = 0; j < k; ++j) {
+                want += static_cast<double>(row[j]) * x[t * k + j];
+                scale += std::fabs(static_cast<double>(row[j]) * x[t * k + j]);
+              }
+              ASSERT_NEAR(separate[i][t * weights[i].rows() + r], want, 1e-2 * scale) << "w" << i << " row " << r;
+            }
+          }
+        }
       }
     }
   }

@@ -106,6 +106,7 @@ int info(const InfoOptions& options) {
       m["quantization"] = {{"scheme", q.scheme}, {"granularity", q.granularity}, {"group_size", q.group_size},
                            {"symmetric", q.symmetric}};
       if (q.activations != ActivationQuant::None) m["quantization"]["activations"] = activation_quant_name(q.activations);
+      if (q.act_order) m["quantization"]["act_order"] = q.dynamic_groups ? "dynamic-groups" : "static-groups";
     }
     m["vocab"] = {{"model", shared->vocab.model}, {"size", shared->vocab.size()}};
     out["model"] = m;
@@ -166,6 +167,7 @@ int info(const InfoOptions& options) {
       if (q["group_size"].get<int64_t>() > 0) detail += fmt::format(" {}", q["group_size"].get<int64_t>());
       detail += q["symmetric"].get<bool>() ? ", symmetric" : ", asymmetric";
       if (q.contains("activations")) detail += ", activations " + q["activations"].get<std::string>();
+      if (q.contains("act_order")) detail += ", act-order (" + q["act_order"].get<std::string>() + ")";
       fmt::print("quantization: {} ({})\n", q["scheme"].get<std::string>(), detail);
     }
     fmt::print("tokenizer: {} ({} tokens)\n", m["vocab"]["model"].get<std::string>(), m["vocab"]["size"].get<int64_t>());

@@ -183,7 +183,8 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--per-tensor", options->request.per_tensor,
                 "fp8, fp8-dynamic: one weight scale per tensor (default: one per row)");
   cmd->add_flag("--act-order", options->request.act_order,
-                "w4a16-gptq: quantize columns by decreasing Hessian diagonal (groups stay in column order)");
+                "w4a16-gptq: quantize columns by decreasing Hessian diagonal (groups stay in column order "
+                "unless --dynamic-groups)");
   cmd->add_flag("--dynamic-groups", options->request.dynamic_groups,
                 "w4a16-gptq --act-order: groups in that order, scales set as they are reached (AutoGPTQ's "
                 "default desc_act); each weight stores its column order");

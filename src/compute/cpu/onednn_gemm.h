@@ -29,8 +29,9 @@ const char* amx_permission_name(AmxPermission permission);  // "not present", "g
 // pool.thread_count() threads work and no OpenMP team ever runs beside Anvil's pool.
 const std::vector<GemmProvider*>& onednn_gemm_providers();
 
-// One row of W as the bf16 providers convert it: direct kernels per dtype where the CPU has
-// AVX512_BF16, else through weight_row_to_f32 (`row`: k floats of scratch). Exposed for tests.
+// One row of W as the bf16 providers convert it, in stored column order (x comes gathered by
+// matmul_input): direct kernels per dtype where the CPU has AVX512_BF16, else through
+// weight_row_to_f32_as_stored (`row`: k floats of scratch). Exposed for tests.
 void onednn_weight_row_to_bf16(const Tensor& weight, int64_t r, uint16_t* dst, float* row);
 
 // Rows of W converted per block (default 256). For experiments; not thread-safe against run().

@@ -224,7 +224,9 @@ TEST(Gptq, DiagonalHessianEqualsRoundToNearest) {
           // Dynamic groups: round-to-nearest of the columns in processing order (groups of them).
           std::vector<float> rtn_input = w;
           if (order == Order::ActOrderDynamic) {
-            if (!identity) EXPECT_NE(h->order[0], 0);  // a real permutation
+            if (!identity) {
+              EXPECT_NE(h->order[0], 0);  // a real permutation
+            }
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t p = 0; p < cols; ++p) rtn_input[r * cols + p] = w[r * cols + h->order[p]];
           }
@@ -242,19 +244,23 @@ TEST(Gptq, DeadInputsGetZeroWeights) {
   std::vector<float> x = correlated_inputs(n, cols, 6, 21);
   for (int64_t t = 0; t < n; ++t) x[t * cols + 5] = x[t * cols + 40] = 0.0f;
   const std::vector<float> w = random_weights(rows, cols, 22);
-  for (bool symmetric : {true, false}) {
-    GptqOptions options;
-    options.group = 32;
-    options.symmetric = symmetric;
-    Result<GptqHessian> h = prepare_gptq_hessian("w", hessian_of(x, cols, pool), cols, options, pool);
-    ASSERT_TRUE(h.is_ok()) << h.status().message();
-    EXPECT_EQ(h->dead_columns, 2);
-    Result<QuantizedMatrix> q = quantize_int4_gptq("w", w.data(), rows, cols, *h, options, pool);
-    ASSERT_TRUE(q.is_ok());
-    const std::vector<float> back = dequantize(*q);
-    for (int64_t r = 0; r < rows; ++r) {
-      EXPECT_EQ(back[r * cols + 5], 0.0f) << r;
-      EXPECT_EQ(back[r * cols + 40], 0.0f) << r;
+  for (Order order : {Order::None, Order::ActOrderDynamic}) {  // dynamic: dead columns at permuted places
+    for (bool symmetric : {true, false}) {
+      SCOPED_TRACE(testing::Message() << (symmetric ? "sym" : "asym") << order_name(order));
+      GptqOptions options;
+      options.group = 32;
+      options.symmetric = symmetric;
+      set_order(options, order);
+      Result<GptqHessian> h = prepare_gptq_hessian("w", hessian_of(x, cols, pool), cols, options, pool);
+      ASSERT_TRUE(h.is_ok()) << h.status().message();
+      EXPECT_EQ(h->dead_columns, 2);
+      Result<QuantizedMatrix> q = quantize_int4_gptq("w", w.data(), rows, cols, *h, options, pool);
+      ASSERT_TRUE(q.is_ok());
+      const std::vector<float> back = dequantize(*q);
+      for (int64_t r = 0; r < rows; ++r) {
+        EXPECT_EQ(back[r * cols + 5], 0.0f) << r;
+        EXPECT_EQ(back[r * cols + 40], 0.0f) << r;
+      }
     }
   }
 }
