@@ -466,14 +466,14 @@ std::vector<int32_t> columns_by_group(const std::vector<int64_t>& column_group, 
   return order;
 }
 
-// Row r's codes with stored column j taken from input column order[j].
-std::vector<uint8_t> reorder_i4_columns(const std::byte* codes, int64_t rows, int64_t cols,
-                                        const std::vector<int32_t>& order) {
+// Row r's codes with stored column j taken from input column order[j], in weight memory.
+std::shared_ptr<std::byte[]> reorder_i4_columns(const std::byte* codes, int64_t rows, int64_t cols,
+                                                const std::vector<int32_t>& order) {
   const int64_t row_bytes = cols / 2;
-  std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes));
+  std::shared_ptr<std::byte[]> out = allocate_weight_memory(static_cast<size_t>(rows * row_bytes));
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* in = reinterpret_cast<const uint8_t*>(codes) + r * row_bytes;
-    uint8_t* dst = out.data() + r * row_bytes;
+    uint8_t* dst = reinterpret_cast<uint8_t*>(out.get()) + r * row_bytes;
     for (int64_t j = 0; j < cols; j += 2)
       dst[j / 2] = static_cast<uint8_t>(i4_code(in, order[j]) | (i4_code(in, order[j + 1]) << 4));
   }
@@ -542,11 +542,13 @@ Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& stora
   t.dtype = DType::I4;
   t.shape = {s.rows, s.cols};
   if (!order.empty()) {
-    const std::byte* codes = s.repacked.empty() ? s.codes : reinterpret_cast<const std::byte*>(s.repacked.data());
-    t.data = reinterpret_cast<const std::byte*>(keep(reorder_i4_columns(codes, s.rows, s.cols, order), storage));
+    std::shared_ptr<std::byte[]> reordered = reorder_i4_columns(s.repacked ? s.repacked.get() : s.codes, s.rows, s.cols, order);
+    t.data = reordered.get();
+    storage.push_back(std::shared_ptr<const void>(reordered, reordered.get()));
     t.quant.input_order = keep(std::vector<int32_t>(order), storage);
-  } else if (!s.repacked.empty()) {
-    t.data = reinterpret_cast<const std::byte*>(keep(std::move(s.repacked), storage));
+  } else if (s.repacked) {
+    t.data = s.repacked.get();
+    storage.push_back(std::shared_ptr<const void>(s.repacked, s.repacked.get()));
   } else {
     t.data = s.codes;
   }

@@ -115,10 +115,15 @@ Result<std::optional<Tensor>> decode_gptq(const HfQuantization& q, const ModuleT
   // little-endian word it is bytes 4p..4p+3 of anvil's row r. Repacking is a word transpose.
   const uint32_t* words = packed_words(*qweight);
   const int64_t words_per_row = cols / 8;
-  std::vector<uint8_t> codes(static_cast<size_t>(rows * words_per_row) * 4);
-  for (int64_t p = 0; p < words_per_row; ++p)
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(&codes[(r * words_per_row + p) * 4], &words[p * rows + r], 4);
-  s.repacked = std::move(codes);
+  s.repacked = allocate_weight_memory(static_cast<size_t>(rows * words_per_row) * 4);
+  std::byte* codes = s.repacked.get();
+  // In tiles of 16 x 16 words: both the file's rows of words and anvil's rows stay in cache.
+  constexpr int64_t kTile = 16;
+  for (int64_t p0 = 0; p0 < words_per_row; p0 += kTile)
+    for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+      for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
+        for (int64_t p = p0; p < std::min(words_per_row, p0 + kTile); ++p)
+          std::memcpy(codes + (r * words_per_row + p) * 4, &words[p * rows + r], 4);
   ANVIL_ASSIGN_OR_RETURN(Tensor t, assemble_i4(std::move(s), m.module(), storage));
   return std::optional<Tensor>(std::move(t));
 }
@@ -157,7 +162,9 @@ Result<std::optional<Tensor>> decode_awq(const HfQuantization& q, const ModuleTe
 
   const uint32_t* words = packed_words(*qweight);
   const int64_t row_bytes = cols / 2;
-  std::vector<uint8_t> codes(static_cast<size_t>(rows * row_bytes), 0);
+  s.repacked = allocate_weight_memory(static_cast<size_t>(rows * row_bytes));
+  auto* codes = reinterpret_cast<uint8_t*>(s.repacked.get());
+  std::memset(codes, 0, static_cast<size_t>(rows * row_bytes));  // nibbles are or-ed in
   for (int64_t c = 0; c < cols; ++c) {
     const int shift = (c & 1) ? 4 : 0;
     for (int64_t w = 0; w < rows / 8; ++w) {
@@ -168,7 +175,6 @@ Result<std::optional<Tensor>> decode_awq(const HfQuantization& q, const ModuleTe
       }
     }
   }
-  s.repacked = std::move(codes);
   ANVIL_ASSIGN_OR_RETURN(Tensor t, assemble_i4(std::move(s), m.module(), storage));
   return std::optional<Tensor>(std::move(t));
 }

@@ -56,9 +56,10 @@ inline const uint32_t* packed_words(const SafetensorsEntry& entry) {
 struct I4Source {
   int64_t rows = 0, cols = 0;
   // rows * cols / 2 bytes, element 2j low nibble of byte j: in the file (`codes`), or built by the
-  // decoder (`repacked`, which assemble_i4 keeps unless it reorders the columns).
+  // decoder straight into weight memory (`repacked`, which assemble_i4 keeps unless it reorders
+  // the columns): a layer's codes are written once, with no zero-filling or copy on the way.
   const std::byte* codes = nullptr;
-  std::vector<uint8_t> repacked;
+  std::shared_ptr<std::byte[]> repacked;
   int64_t groups = 0;                       // source groups per row
   std::vector<float> scale;                 // (rows, groups)
   std::vector<float> zero;                  // (rows, groups) unsigned zero points; empty: implicit 8

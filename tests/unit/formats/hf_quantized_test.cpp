@@ -241,7 +241,9 @@ TEST(HfQuantized, GptqActOrderSortsColumnsByGroup) {
   for (int64_t j = 0; j < cols; ++j) {
     const int32_t c = t.quant.input_order[j];
     EXPECT_EQ(interleaved[c], j / group) << "stored column " << j;  // group g is stored columns 32g..32g+31
-    if (j > 0 && j % group != 0) EXPECT_LT(t.quant.input_order[j - 1], c);  // ascending within a group
+    if (j > 0 && j % group != 0) {
+      EXPECT_LT(t.quant.input_order[j - 1], c);  // ascending within a group
+    }
     EXPECT_EQ(i4_code(reinterpret_cast<const uint8_t*>(t.row(5)), j), code_at(5, c));
   }
   const std::vector<float> w = dequantized(t);  // weight_row_to_f32: input order
