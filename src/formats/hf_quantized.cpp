@@ -545,7 +545,7 @@ Result<Tensor> assemble_i4(I4Source s, const std::string& module, Storage& stora
     std::shared_ptr<std::byte[]> reordered = reorder_i4_columns(s.repacked ? s.repacked.get() : s.codes, s.rows, s.cols, order);
     t.data = reordered.get();
     storage.push_back(std::shared_ptr<const void>(reordered, reordered.get()));
-    t.quant.input_order = keep(std::vector<int32_t>(order), storage);
+    t.quant.input_order = keep(std::move(order), storage);
   } else if (s.repacked) {
     t.data = s.repacked.get();
     storage.push_back(std::shared_ptr<const void>(s.repacked, s.repacked.get()));

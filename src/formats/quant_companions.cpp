@@ -32,14 +32,10 @@ Result<const float*> companion_floats(Checkpoint& checkpoint, const Tensor& comp
 
 // NAME_order: (cols) F32 column indices, exact integers (the file format has no int32 tensors
 // anvil reads), kept as int32 for the matmuls' gather. check_quant_scales checks the permutation.
-Status attach_input_order(Checkpoint& checkpoint, const std::string& name) {
+Status attach_input_order(Checkpoint& checkpoint, Tensor& weight, const Tensor& companion) {
   const std::string& source = checkpoint.source;
-  const std::string weight_name = name.substr(0, name.size() - std::string(kOrderSuffix).size());
-  auto weight_it = checkpoint.tensors.find(weight_name);
-  if (weight_it == checkpoint.tensors.end())
-    return Status::error(fmt::format("{}: tensor {} has no weight {} to belong to", source, name, weight_name));
-  Tensor& weight = weight_it->second;
-  const Tensor companion = checkpoint.tensors.at(name);
+  const std::string& name = companion.name;
+  const std::string& weight_name = weight.name;
   if (weight.dtype != DType::I4)
     return Status::error(fmt::format("{}: tensor {} is {}; only I4 weights take an input column order ({})", source,
                                      weight_name, dtype_name(weight.dtype), name));
@@ -59,7 +55,6 @@ Status attach_input_order(Checkpoint& checkpoint, const std::string& name) {
   }
   checkpoint.storage.push_back(std::shared_ptr<const void>(order, order.get()));
   weight.quant.input_order = order.get();
-  checkpoint.tensors.erase(name);
   return Status::ok();
 }
 
@@ -73,17 +68,19 @@ Status attach_quant_companions(Checkpoint& checkpoint) {
     if (ends_with(name, kScaleSuffix) || ends_with(name, kZeroSuffix) || ends_with(name, kOrderSuffix))
       companions.push_back(name);
   for (const std::string& name : companions) {
-    if (ends_with(name, kOrderSuffix)) {
-      ANVIL_RETURN_IF_ERROR(attach_input_order(checkpoint, name));
-      continue;
-    }
-    const bool is_scale = ends_with(name, kScaleSuffix);
-    const std::string weight_name = name.substr(0, name.size() - std::string(is_scale ? kScaleSuffix : kZeroSuffix).size());
+    const bool is_scale = ends_with(name, kScaleSuffix), is_order = ends_with(name, kOrderSuffix);
+    const char* suffix = is_scale ? kScaleSuffix : is_order ? kOrderSuffix : kZeroSuffix;
+    const std::string weight_name = name.substr(0, name.size() - std::string(suffix).size());
     auto weight_it = checkpoint.tensors.find(weight_name);
     if (weight_it == checkpoint.tensors.end())
       return Status::error(fmt::format("{}: tensor {} has no weight {} to belong to", source, name, weight_name));
     Tensor& weight = weight_it->second;
     const Tensor companion = checkpoint.tensors.at(name);
+    if (is_order) {
+      ANVIL_RETURN_IF_ERROR(attach_input_order(checkpoint, weight, companion));
+      checkpoint.tensors.erase(name);
+      continue;
+    }
     if (!dtype_has_external_scales(weight.dtype))
       return Status::error(fmt::format("{}: tensor {} is {}, which takes no {} tensor ({})", source, weight_name,
                                        dtype_name(weight.dtype), is_scale ? "scale" : "zero-point", name));
@@ -142,27 +139,20 @@ void apply_activation_quant(Checkpoint& checkpoint, ActivationQuant activations)
 std::vector<Tensor> quant_companion_tensors(const Tensor& weight, std::list<std::vector<float>>& buffers) {
   std::vector<Tensor> out;
   if (!weight.has_scales()) return out;
-  auto view = [&](const char* suffix, const float* values) {
+  auto view = [&](const char* suffix, const float* values, std::vector<int64_t> shape) {
     Tensor t;
     t.name = weight.name + suffix;
     t.dtype = DType::F32;
-    t.shape = {weight.rows(), weight.scale_groups()};
+    t.shape = std::move(shape);
     t.data = reinterpret_cast<const std::byte*>(values);
-    t.nbytes = static_cast<size_t>(weight.rows() * weight.scale_groups()) * sizeof(float);
+    t.nbytes = static_cast<size_t>(t.numel()) * sizeof(float);
     return t;
   };
-  out.push_back(view(kScaleSuffix, weight.quant.scale));
-  if (weight.quant.zero) out.push_back(view(kZeroSuffix, weight.quant.zero));
+  out.push_back(view(kScaleSuffix, weight.quant.scale, {weight.rows(), weight.scale_groups()}));
+  if (weight.quant.zero) out.push_back(view(kZeroSuffix, weight.quant.zero, {weight.rows(), weight.scale_groups()}));
   if (const int32_t* order = weight.quant.input_order) {
-    const int64_t cols = weight.cols();
-    std::vector<float>& values = buffers.emplace_back(order, order + cols);  // exact below 2^24
-    Tensor t;
-    t.name = weight.name + kOrderSuffix;
-    t.dtype = DType::F32;
-    t.shape = {cols};
-    t.data = reinterpret_cast<const std::byte*>(values.data());
-    t.nbytes = values.size() * sizeof(float);
-    out.push_back(t);
+    const std::vector<float>& values = buffers.emplace_back(order, order + weight.cols());  // exact below 2^24
+    out.push_back(view(kOrderSuffix, values.data(), {weight.cols()}));
   }
   return out;
 }

@@ -172,15 +172,16 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
   if (outputs.empty()) return;
   const Tensor& first = *outputs[0].weight;
   bool fuse = outputs.size() > 1;
-  for (const MatmulOutput& o : outputs)
-    fuse = fuse && o.weight->dtype == first.dtype && o.weight->cols() == first.cols() &&
-           o.weight->quant.activations == first.quant.activations && same_input_order(*o.weight, first) &&
+  bool one_order = first.quant.input_order != nullptr;  // act-order weights sharing one column order
+  for (const MatmulOutput& o : outputs) {
+    const bool same_order = o.weight->cols() == first.cols() && same_input_order(*o.weight, first);
+    one_order = one_order && same_order;
+    fuse = fuse && same_order && o.weight->dtype == first.dtype &&
+           o.weight->quant.activations == first.quant.activations &&
            prefill_provider_for(*o.weight, n_tokens) == nullptr;
+  }
   if (!fuse) {
     // Act-order weights that share their column order (q/k/v, gate/up) take x gathered once.
-    bool one_order = first.quant.input_order != nullptr;
-    for (const MatmulOutput& o : outputs)
-      one_order = one_order && o.weight->cols() == first.cols() && same_input_order(*o.weight, first);
     if (one_order) {
       const float* gathered = matmul_input(pool, first, x, n_tokens);
       for (const MatmulOutput& o : outputs) {
