@@ -132,7 +132,11 @@ void make_pages_unique(ThreadPool& pool, DType dtype, std::byte* base, size_t by
 // `copies` copies of one random (rows, cols) weight of `dtype`, back to back.
 struct WeightCopies {
   std::unique_ptr<WeightMemory> storage;
-  std::vector<float> scales;  // scaled types: each copy's (rows, groups) scales, back to back
+  // Scaled types: each copy's (rows, groups) scales, back to back, in huge pages as the codes are
+  // (a model's matrices keep theirs in weight memory too).
+  std::unique_ptr<WeightMemory> scale_storage;
+  float* scales = nullptr;
+  size_t scale_count = 0;
   std::vector<Tensor> tensors;
 };
 
@@ -191,7 +195,9 @@ WeightCopies make_weights(ThreadPool& pool, DType dtype, const MatrixShape& shap
     if (!q.is_ok()) throw std::runtime_error(q.status().message());
     std::memcpy(base, q.value().codes.data(), q.value().codes.size());
     const int64_t groups = shape.cols / q.value().group;
-    w.scales.resize(copies * static_cast<size_t>(shape.rows * groups));
+    w.scale_count = copies * static_cast<size_t>(shape.rows * groups);
+    w.scale_storage = std::make_unique<WeightMemory>(w.scale_count * sizeof(float));
+    w.scales = reinterpret_cast<float*>(w.scale_storage->data());
     for (size_t c = 0; c < copies; ++c)
       for (int64_t i = 0; i < shape.rows * groups; ++i)
         w.scales[c * shape.rows * groups + i] =
@@ -221,7 +227,7 @@ WeightCopies make_weights(ThreadPool& pool, DType dtype, const MatrixShape& shap
     t.shape = {shape.rows, shape.cols};
     t.data = base + c * matrix_bytes;
     t.nbytes = matrix_bytes;
-    if (!w.scales.empty()) t.quant = {w.scales.data() + c * (w.scales.size() / copies), nullptr, scale_group};
+    if (w.scales != nullptr) t.quant = {w.scales + c * (w.scale_count / copies), nullptr, scale_group};
     w.tensors.push_back(std::move(t));
   }
   return w;

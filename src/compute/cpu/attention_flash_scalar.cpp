@@ -22,6 +22,10 @@ inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
 }
 
+// No decode row-dot scorer at this width (attention_flash.inc's kRowDotScores).
+constexpr bool kRowDotScores = false;
+inline void row_dot_scores(const float*, int64_t, const float* const*, int64_t, float*, int64_t) {}
+
 #include "compute/cpu/vector_ops_simd.inc"
 #include "compute/cpu/attention_flash.inc"
 

@@ -56,6 +56,45 @@ inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t
   }
 }
 
+// Decode scores (see attention_flash.inc's kRowDotScores): s[j * rp + r] = dot(qn row r, key j)
+// for the keys j < nk and the 4 rows of qn (4 x hd, hd a multiple of 16; rows past the real ones
+// zero). 4 keys x 4 rows accumulate in 16 registers over the head dimension, then one transposing
+// tree of shuffles and adds sums all 16 at once (lane i: accumulator i = key i / 4, row i % 4).
+constexpr bool kRowDotScores = true;
+
+inline __m512 sum_lanes_of_16(const __m512 (&v)[16]) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [x0+x2, y0+y2, x1+x3, y1+y3]
+    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane L: the lane-L sums of v[4i..4i+3]
+    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);  // pairs of floats
+    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; ++i)  // pairs of 128-bit lanes added
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+}
+
+inline void row_dot_scores(const float* qn, int64_t hd, const float* const* krow, int64_t nk, float* s, int64_t rp) {
+  for (int64_t j = 0; j < nk; j += 4) {
+    const float* k[4];
+    for (int kj = 0; kj < 4; ++kj) k[kj] = krow[j + kj < nk ? j + kj : j];  // past nk: computed, not stored
+    __m512 acc[16];
+    for (__m512& v : acc) v = _mm512_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 16) {
+      __m512 qv[4];
+      for (int r = 0; r < 4; ++r) qv[r] = _mm512_loadu_ps(qn + r * hd + d);
+      for (int kj = 0; kj < 4; ++kj) {
+        const __m512 kv = _mm512_loadu_ps(k[kj] + d);
+        for (int r = 0; r < 4; ++r) acc[4 * kj + r] = _mm512_fmadd_ps(qv[r], kv, acc[4 * kj + r]);
+      }
+    }
+    alignas(64) float sums[16];
+    _mm512_store_ps(sums, sum_lanes_of_16(acc));
+    for (int kj = 0; kj < 4 && j + kj < nk; ++kj) __builtin_memcpy(s + (j + kj) * rp, sums + 4 * kj, 4 * sizeof(float));
+  }
+}
+
 #include "compute/cpu/vector_ops_simd.inc"
 #include "compute/cpu/attention_flash.inc"
 
