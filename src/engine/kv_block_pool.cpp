@@ -44,6 +44,7 @@ Result<KvBlockPool> KvBlockPool::create(const ModelConfig& c, DType dtype, int64
   pool.view_.kv_dim = kv_dim;
   pool.view_.n_kv_heads = c.n_kv_heads;
   pool.view_.n_blocks = n_blocks;
+  pool.view_.head_major = true;  // decode attention streams each KV head's rows
   uint8_t* base = static_cast<uint8_t*>(memory);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     pool.view_.keys.push_back(base + (2 * l) * layer_array);

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "compute/cpu/vector_ops.h"
 #include "quant/fp8_e4m3.h"
@@ -80,7 +81,39 @@ void quantize_kv_row(DType dtype, const float* src, int64_t n_kv_heads, int64_t 
     if (has_nan(src + k * head_dim, head_dim)) scales[k] = std::nanf("");
 }
 
+namespace {
+
+// Head-major blocks: each KV head's head_dim elements go to their own run (KvStoreView).
+void store_head_major_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row,
+                          const float* src) {
+  const int64_t hd = kv.kv_dim / kv.n_kv_heads, bs = kv.block_size;
+  const int64_t first = row / bs * bs * kv.kv_dim + row % bs * hd;  // head 0's element offset
+  const size_t elem = dtype_info(kv.dtype).block_bytes;
+  thread_local std::vector<uint8_t> codes;
+  if (kv_dtype_has_scales(kv.dtype)) {
+    codes.resize(static_cast<size_t>(kv.kv_dim));
+    quantize_kv_row(kv.dtype, src, kv.n_kv_heads, hd, codes.data(), layer_scales + row * kv.n_kv_heads);
+  }
+  for (int64_t k = 0; k < kv.n_kv_heads; ++k) {
+    auto* dst = static_cast<uint8_t*>(layer_base) + (first + k * bs * hd) * elem;
+    const float* head = src + k * hd;
+    switch (kv.dtype) {
+      case DType::F32: std::memcpy(dst, head, hd * sizeof(float)); break;
+      case DType::F16: f32_row_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd); break;
+      case DType::BF16:
+        for (int64_t i = 0; i < hd; ++i) reinterpret_cast<uint16_t*>(dst)[i] = float_to_bf16(head[i]);
+        break;
+      case DType::F8_E4M3:
+      case DType::I8: std::memcpy(dst, codes.data() + k * hd, static_cast<size_t>(hd)); break;
+      default: break;  // KvStoreView creators only make is_kv_cache_dtype stores
+    }
+  }
+}
+
+}  // namespace
+
 void store_kv_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row, const float* src) {
+  if (kv.head_major) return store_head_major_row(kv, layer_base, layer_scales, row, src);
   const int64_t n = kv.kv_dim;
   switch (kv.dtype) {
     case DType::F32:

@@ -30,6 +30,12 @@ struct KvStoreView {
   int64_t kv_dim = 0;        // elements per row: n_kv_heads x head_dim
   int64_t n_kv_heads = 0;    // scales per row (F8_E4M3, I8)
   int64_t n_blocks = 0;
+  // Element order within a block: false, row by row (row r's KV head k at r x kv_dim + k x
+  // head_dim); true, KV head by KV head (block b's row r, head k at (b x block_size x kv_dim) +
+  // k x block_size x head_dim + r x head_dim). Head-major blocks let decode attention stream each
+  // KV head's keys and values (block_size rows at a time) where row-major rows make it read
+  // head_dim elements out of every kv_dim, which ran at a fraction of the memory bandwidth.
+  bool head_major = false;
   std::vector<void*> keys;    // per layer: row 0 of block 0
   std::vector<void*> values;
   // F8_E4M3 / I8 only (empty otherwise), per layer: cache row r, KV head k scaled by
@@ -49,8 +55,9 @@ const char* kv_cache_dtype_name(DType dtype);
 // Bytes of one cache row (K or V, one layer) of n_kv_heads x head_dim elements, scales included.
 size_t kv_row_bytes(DType dtype, int64_t n_kv_heads, int64_t head_dim);
 
-// Writes one f32 row (kv_dim values) into cache row `row` of a layer, converting to the dtype;
-// layer_scales: that layer's key_scales or value_scales entry (null for F32/F16/BF16).
+// Writes one f32 row (kv_dim values) into cache row `row` of a layer, converting to the dtype,
+// in the view's element order (head_major); layer_scales: that layer's key_scales or value_scales
+// entry (null for F32/F16/BF16).
 void store_kv_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row, const float* src);
 
 // One row of a 1-byte dtype, per KV head (head_dim elements each): scale = absmax / 448

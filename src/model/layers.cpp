@@ -78,7 +78,9 @@ void build_attention(ThreadPool& pool, const ModelConfig& c, const TransformerWe
     problem.q_stride = q_dim;
     problem.keys = key_base;
     problem.values = value_base;
-    problem.kv_stride = kv_dim;
+    problem.kv_stride = kv.head_major ? hd : kv_dim;
+    problem.kv_head_stride = kv.head_major ? kv.block_size * hd : hd;
+    problem.block_stride = kv.block_size * kv_dim;
     problem.kv_dtype = kv.dtype;
     problem.key_scales = key_scales;
     problem.value_scales = value_scales;

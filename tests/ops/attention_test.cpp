@@ -195,13 +195,19 @@ TEST(Attention, AutomaticSplitKvDecodeMatchesReference) {
 
 // A pool of KV-cache blocks (block_size rows of kv_stride elements, K and V) shared by sequences
 // that each own a shuffled, non-contiguous set of blocks. Rows no sequence wrote hold NaN (NaN
-// scales for fp8/int8), so a read through a wrong row shows up in the result.
+// scales for fp8/int8), so a read through a wrong row shows up in the result. head_major: each
+// block holds its KV heads one after the other, block_size rows each (AttentionProblem's head-
+// major blocks, as the engine's pool keeps them); strides padded in both layouts.
 class PagedCache {
  public:
-  PagedCache(DType dtype, int64_t block_size, int64_t n_blocks, int64_t n_kv_heads, int64_t head_dim, std::mt19937& rng)
+  PagedCache(DType dtype, int64_t block_size, int64_t n_blocks, int64_t n_kv_heads, int64_t head_dim, std::mt19937& rng,
+             bool head_major = false)
       : dtype_(dtype), block_size_(block_size), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
-        kv_stride_(n_kv_heads * head_dim + 3), rng_(rng) {
-    const size_t n = static_cast<size_t>(n_blocks * block_size * kv_stride_);
+        kv_stride_(head_major ? head_dim + 2 : n_kv_heads * head_dim + 3),
+        head_stride_(head_major ? block_size * kv_stride_ + 5 : head_dim),
+        block_stride_(head_major ? n_kv_heads * head_stride_ + 7 : block_size * kv_stride_),
+        rng_(rng) {
+    const size_t n = static_cast<size_t>(n_blocks * block_stride_);
     for (Side* side : {&keys_, &values_}) {
       side->rounded.assign(n, NAN);
       side->exact.assign(n, NAN);
@@ -244,18 +250,24 @@ class PagedCache {
   int64_t row(const std::vector<int32_t>& table, int64_t j) const {
     return table[j / block_size_] * block_size_ + j % block_size_;
   }
+  // Element offset of cache row r's KV head k.
+  size_t at(int64_t r, int64_t k) const {
+    return static_cast<size_t>(r / block_size_ * block_stride_ + r % block_size_ * kv_stride_ + k * head_stride_);
+  }
   // The values the cache holds, as floats, at cache row r, KV head k, element i.
-  float key(int64_t r, int64_t k, int64_t i) const { return keys_.rounded[r * kv_stride_ + k * head_dim_ + i]; }
-  float value(int64_t r, int64_t k, int64_t i) const { return values_.rounded[r * kv_stride_ + k * head_dim_ + i]; }
+  float key(int64_t r, int64_t k, int64_t i) const { return keys_.rounded[at(r, k) + i]; }
+  float value(int64_t r, int64_t k, int64_t i) const { return values_.rounded[at(r, k) + i]; }
   // The f32 values drawn before rounding or quantizing.
-  float exact_key(int64_t r, int64_t k, int64_t i) const { return keys_.exact[r * kv_stride_ + k * head_dim_ + i]; }
-  float exact_value(int64_t r, int64_t k, int64_t i) const { return values_.exact[r * kv_stride_ + k * head_dim_ + i]; }
+  float exact_key(int64_t r, int64_t k, int64_t i) const { return keys_.exact[at(r, k) + i]; }
+  float exact_value(int64_t r, int64_t k, int64_t i) const { return values_.exact[at(r, k) + i]; }
 
   // The cache fields of a problem over the sequence with this block table.
   void describe(const std::vector<int32_t>& table, AttentionProblem& p) const {
     p.keys = data(keys_);
     p.values = data(values_);
     p.kv_stride = kv_stride_;
+    p.kv_head_stride = head_stride_;
+    p.block_stride = block_stride_;
     p.kv_dtype = dtype_;
     p.key_scales = keys_.scales.empty() ? nullptr : keys_.scales.data();
     p.value_scales = values_.scales.empty() ? nullptr : values_.scales.data();
@@ -281,30 +293,28 @@ class PagedCache {
   // One cache row: f32 as drawn, f16/bf16 rounded, fp8/int8 quantized per KV head as the engine's
   // KV store does (and its values as floats for the references).
   void write_row(Side& side, int64_t r, const std::vector<float>& x) const {
-    const size_t at = static_cast<size_t>(r * kv_stride_);
-    std::copy(x.begin(), x.end(), side.exact.begin() + at);
-    if (kv_dtype_has_scales(dtype_)) {
-      float* scales = side.scales.data() + r * n_kv_heads_;
-      quantize_kv_row(dtype_, x.data(), n_kv_heads_, head_dim_, side.codes.data() + at, scales);
-      for (size_t i = 0; i < x.size(); ++i) {
-        const uint8_t code = side.codes[at + i];
-        const float v = dtype_ == DType::I8 ? static_cast<float>(static_cast<int8_t>(code)) : e4m3_to_float(code);
-        side.rounded[at + i] = v * scales[i / head_dim_];
-      }
-      return;
-    }
+    std::vector<uint8_t> codes(x.size());
+    float* scales = kv_dtype_has_scales(dtype_) ? side.scales.data() + r * n_kv_heads_ : nullptr;
+    if (scales != nullptr) quantize_kv_row(dtype_, x.data(), n_kv_heads_, head_dim_, codes.data(), scales);
     for (size_t i = 0; i < x.size(); ++i) {
-      if (dtype_ == DType::F32) {
-        side.rounded[at + i] = x[i];
-        continue;
+      const int64_t k = static_cast<int64_t>(i) / head_dim_;
+      const size_t e = at(r, k) + i % head_dim_;
+      side.exact[e] = x[i];
+      if (scales != nullptr) {
+        side.codes[e] = codes[i];
+        const float v = dtype_ == DType::I8 ? static_cast<float>(static_cast<int8_t>(codes[i])) : e4m3_to_float(codes[i]);
+        side.rounded[e] = v * scales[k];
+      } else if (dtype_ == DType::F32) {
+        side.rounded[e] = x[i];
+      } else {
+        side.raw[e] = store(x[i]);
+        side.rounded[e] = dtype_ == DType::F16 ? fp16_to_float(side.raw[e]) : bf16_to_float(side.raw[e]);
       }
-      side.raw[at + i] = store(x[i]);
-      side.rounded[at + i] = dtype_ == DType::F16 ? fp16_to_float(side.raw[at + i]) : bf16_to_float(side.raw[at + i]);
     }
   }
 
   DType dtype_;
-  int64_t block_size_, n_kv_heads_, head_dim_, kv_stride_;
+  int64_t block_size_, n_kv_heads_, head_dim_, kv_stride_, head_stride_, block_stride_;
   std::mt19937& rng_;
   Side keys_, values_;
   std::vector<int32_t> free_;
@@ -423,13 +433,14 @@ void run_paged_grid(std::mt19937& rng, const std::vector<Isa>& isas, const std::
                     const std::vector<int64_t>& block_sizes, const std::vector<DType>& dtypes,
                     std::vector<std::vector<double>>& worst, const PagedExtraCheck& extra = {}) {
   const int64_t n_kv = 2, group = 4;
+  for (bool head_major : {false, true})
   for (int64_t hd : head_dims)
     for (int64_t block_size : block_sizes)
       for (size_t di = 0; di < dtypes.size(); ++di) {
-        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng);
+        PagedCache cache(dtypes[di], block_size, 3200 / block_size + 16, n_kv, hd, rng, head_major);
         for (const PagedScenario& sc : kPagedScenarios) {
           PagedSequence s = make_sequence(cache, sc.n_tokens, sc.first_position, sc.window, n_kv, group, hd, rng);
-          const std::string where = paged_where(dtypes[di], hd, block_size, sc);
+          const std::string where = paged_where(dtypes[di], hd, block_size, sc) + (head_major ? " head-major" : "");
           attention_reference(s.problem);
           const std::vector<float> ref = s.out;
           const double ref_err = normalized_error(ref, independent_reference(cache, s));
@@ -511,7 +522,7 @@ TEST(Attention, BatchOfPagedProblemsMatchesEachAlone) {
   const Shape shapes[] = {{1, 1300, 0, 0}, {1, 5, 0, 0}, {17, 40, 0, 3}, {1, 700, 300, 2}, {33, 0, 0, 0}, {0, 9, 0, 0}};
   double worst_alone = 0, worst_ref = 0;
   for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::I8}) {
-    PagedCache cache(dtype, 16, 2200 / 16 + 16, n_kv, hd, rng);
+    PagedCache cache(dtype, 16, 2200 / 16 + 16, n_kv, hd, rng, /*head_major=*/dtype != DType::F32);
     std::vector<PagedSequence> seqs;
     for (const Shape& sh : shapes) {
       seqs.push_back(make_sequence(cache, sh.n_tokens, sh.first_position, sh.window, n_kv, group, hd, rng));

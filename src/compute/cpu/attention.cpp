@@ -51,6 +51,18 @@ int64_t cache_row(const AttentionProblem& p, int64_t j) {
   return p.block_table == nullptr ? j : static_cast<int64_t>(p.block_table[j / p.block_size]) * p.block_size + j % p.block_size;
 }
 
+int64_t kv_head_stride(const AttentionProblem& p) { return p.kv_head_stride > 0 ? p.kv_head_stride : p.head_dim; }
+int64_t block_stride(const AttentionProblem& p) {
+  return p.block_stride > 0 ? p.block_stride : p.block_size * p.kv_stride;
+}
+
+// Elements from p.keys to sequence position j's KV head k (AttentionProblem::keys).
+int64_t kv_offset(const AttentionProblem& p, int64_t j, int64_t k) {
+  const int64_t head = k * kv_head_stride(p);
+  if (p.block_table == nullptr) return j * p.kv_stride + head;
+  return static_cast<int64_t>(p.block_table[j / p.block_size]) * block_stride(p) + j % p.block_size * p.kv_stride + head;
+}
+
 // How one problem is cut into work items: (query block x KV head x key split).
 struct ProblemPlan {
   int64_t group, bq, n_blocks, rows_max, splits;
@@ -154,9 +166,10 @@ void attention_batch(ThreadPool& pool, std::span<const AttentionProblem> problem
       FlashArgs a{};
       a.q = p.q + t0 * p.q_stride + kv_head * group * hd;
       a.q_stride = p.q_stride;
-      a.keys = static_cast<const char*>(p.keys) + kv_head * hd * elem_bytes;
-      a.values = static_cast<const char*>(p.values) + kv_head * hd * elem_bytes;
+      a.keys = static_cast<const char*>(p.keys) + kv_head * kv_head_stride(p) * elem_bytes;
+      a.values = static_cast<const char*>(p.values) + kv_head * kv_head_stride(p) * elem_bytes;
       a.kv_stride = p.kv_stride;
+      a.block_stride = block_stride(p);
       a.kv_elem = kv_elem_of(p.kv_dtype);
       assert((p.kv_dtype == DType::F8_E4M3 || p.kv_dtype == DType::I8) == (p.key_scales != nullptr));
       if (p.key_scales != nullptr) {
@@ -248,7 +261,7 @@ void attention_reference(const AttentionProblem& p) {
   std::vector<float> keys(n_rows * hd), values(n_rows * hd), scores(n_rows);
   for (int64_t kv_head = 0; kv_head < p.n_kv_heads; ++kv_head) {
     for (int64_t j = first_row; j < n_rows; ++j) {
-      const size_t at = static_cast<size_t>(cache_row(p, j) * p.kv_stride + kv_head * hd) * info.block_bytes;
+      const size_t at = static_cast<size_t>(kv_offset(p, j, kv_head)) * info.block_bytes;
       info.to_float(static_cast<const char*>(p.keys) + at, keys.data() + j * hd, hd);
       info.to_float(static_cast<const char*>(p.values) + at, values.data() + j * hd, hd);
       if (p.key_scales != nullptr) {  // F8_E4M3 / I8: codes x the row's scale, as the kernels do

@@ -17,17 +17,27 @@ namespace anvil {
 struct AttentionProblem {
   const float* q;      // token t, head h at q + t * q_stride + h * head_dim
   int64_t q_stride;
-  // Cache row j, KV head k at keys + (row(j) * kv_stride + k * head_dim) elements of kv_dtype.
+  // Sequence position j, KV head k at keys + kv_offset(j, k) elements of kv_dtype, where
+  //   kv_offset(j, k) = block(j) * block_stride + offset(j) * kv_stride + k * kv_head_stride
+  // with block(j), offset(j) from the block table below (no table: block 0, offset j). Row-major
+  // rows (the default: kv_head_stride 0 means head_dim, block_stride 0 means block_size x
+  // kv_stride) put a row's KV heads side by side; head-major blocks (kv_stride = head_dim,
+  // kv_head_stride = block_size x head_dim, block_stride = block_size x n_kv_heads x head_dim,
+  // as the engine's block pool keeps them) give each KV head one run of block_size rows per block,
+  // which decode streams instead of reading head_dim elements every n_kv_heads x head_dim.
   const void* keys;
   const void* values;
   int64_t kv_stride;
+  int64_t kv_head_stride = 0;
+  int64_t block_stride = 0;
   DType kv_dtype = DType::F32;  // F32, F16, BF16, F8_E4M3 or I8
   // F8_E4M3 / I8 only: cache row j, KV head k holds codes x key_scales[row(j) * n_kv_heads + k]
   // (values alike with value_scales). Null for the other dtypes.
   const float* key_scales = nullptr;
   const float* value_scales = nullptr;
-  // Paged cache: sequence position j lives in cache row block_table[j / block_size] * block_size
-  // + j % block_size. nullptr: a contiguous cache, row(j) = j.
+  // Paged cache: sequence position j lives in cache row row(j) = block_table[j / block_size] *
+  // block_size + j % block_size (block(j) = block_table[j / block_size], offset(j) = j %
+  // block_size). nullptr: a contiguous cache, row(j) = j.
   const int32_t* block_table = nullptr;
   int64_t block_size = 0;
   float* out;          // same layout as q, with out_stride

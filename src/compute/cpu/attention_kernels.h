@@ -21,10 +21,12 @@ enum class KvElem : int32_t { F32, F16, BF16, F8_E4M3, I8 };
 struct FlashArgs {
   const float* q;        // token 0, first head of the group; token t at q + t * q_stride
   int64_t q_stride;
-  // Cache row 0 of this KV head; cache row r at keys + r * kv_stride elements of kv_elem.
+  // This KV head's elements of cache row 0 (block 0, offset 0); key j at keys + (block(j) *
+  // block_stride + offset(j) * kv_stride) elements of kv_elem (no block table: j * kv_stride).
   const void* keys;
   const void* values;
   int64_t kv_stride;
+  int64_t block_stride;
   KvElem kv_elem;
   // F8_E4M3 / I8: the scale of cache row r of this KV head at key_scales[r * scale_stride]
   // (value_scales alike); element = code x scale. Null for the other element types.

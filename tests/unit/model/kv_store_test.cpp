@@ -104,8 +104,12 @@ TEST(KvStore, StoreKvRowFillsCodesAndScalesOfThePool) {
     std::vector<uint8_t> expect_codes(kv.kv_dim);
     std::vector<float> expect_scales(2);
     quantize_kv_row(dtype, src.data(), 2, 16, expect_codes.data(), expect_scales.data());
-    const uint8_t* codes = static_cast<const uint8_t*>(kv.values[1]) + row * kv.kv_dim;
-    for (int64_t i = 0; i < kv.kv_dim; ++i) EXPECT_EQ(codes[i], expect_codes[i]);
+    // The pool's blocks are head-major: block 3, KV head k, row 5 at 3 x 16 x kv_dim + k x 16 x 16 + 5 x 16.
+    ASSERT_TRUE(kv.head_major);
+    for (int64_t k = 0; k < 2; ++k) {
+      const uint8_t* codes = static_cast<const uint8_t*>(kv.values[1]) + 3 * 16 * kv.kv_dim + k * 16 * 16 + 5 * 16;
+      for (int64_t i = 0; i < 16; ++i) EXPECT_EQ(codes[i], expect_codes[k * 16 + i]) << "head " << k << " element " << i;
+    }
     EXPECT_EQ(kv.value_scales[1][row * 2], expect_scales[0]);
     EXPECT_EQ(kv.value_scales[1][row * 2 + 1], expect_scales[1]);
     EXPECT_EQ(kv.key_scales[1][row * 2], 0.0f);  // untouched: the mapping's zero pages
