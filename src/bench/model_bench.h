@@ -12,9 +12,11 @@
 namespace anvil {
 
 struct ModelBenchOptions {
-  int64_t prompt_tokens = 512;    // pp: one forward pass over this many tokens from an empty cache
-  int64_t generate_tokens = 128;  // tg: this many single-token forward passes from an empty cache
+  int64_t prompt_tokens = 512;    // pp: one forward pass over this many tokens after `depth` cached ones
+  int64_t generate_tokens = 128;  // tg: this many single-token forward passes after `depth` cached ones
+  int64_t depth = 0;              // llama-bench's -d: tokens in the KV cache before each test (filled untimed)
   int repetitions = 5;            // timed runs of each test, after one warm-up run
+  DType kv_dtype = DType::F16;    // the KV cache, as the engine keeps it (f32, f16, bf16, fp8, int8)
   uint64_t seed = 1234;           // random token ids
 };
 

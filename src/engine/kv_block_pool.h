@@ -1,6 +1,7 @@
 // KvBlockPool: the memory of the paged KV cache, allocated once when the engine starts: per layer,
-// n_blocks blocks of block_size rows (keys and values) at the KV dtype, plus a scale per row and
-// KV head for the 1-byte dtypes (model/kv_store.h). Which block belongs to
+// n_blocks blocks of block_size rows (keys and values) at the KV dtype, each block KV head by KV
+// head (KvStoreView::head_major), plus a scale per row and KV head for the 1-byte dtypes
+// (model/kv_store.h). Which block belongs to
 // whom is the BlockManager's business; this class only owns the bytes.
 #pragma once
 

@@ -63,6 +63,11 @@ struct Checkpoint {
     auto it = tensors.find(name);
     return it == tensors.end() ? nullptr : &it->second;
   }
+  // Whether the layer matrices are f32 (what "auto" KV dtypes follow: kv_cache_dtype_for).
+  bool has_f32_layer_weights() const {
+    const Tensor* q = find("blk.0.attn_q.weight");
+    return q != nullptr && q->dtype == DType::F32;
+  }
 };
 
 }  // namespace anvil

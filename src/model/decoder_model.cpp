@@ -56,6 +56,8 @@ Status DecoderModel::forward_batch(const ForwardBatch& batch, const KvStoreView&
   if (!is_kv_cache_dtype(kv.dtype))
     return Status::error(
         fmt::format("forward: KV cache dtype {} is not supported (f32, f16, bf16, fp8, int8)", dtype_name(kv.dtype)));
+  if (kv.head_major && (kv.n_kv_heads != c.n_kv_heads || kv.block_size < 1))
+    return Status::error("forward: the head-major KV store does not match the model's KV heads");
   if (kv_dtype_has_scales(kv.dtype) &&
       (kv.n_kv_heads != c.n_kv_heads || static_cast<int64_t>(kv.key_scales.size()) != c.n_layers ||
        static_cast<int64_t>(kv.value_scales.size()) != c.n_layers))

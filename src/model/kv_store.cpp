@@ -48,6 +48,11 @@ std::optional<DType> kv_cache_dtype_from_name(const std::string& name) {
   return std::nullopt;
 }
 
+std::optional<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights) {
+  if (name == "auto") return f32_weights ? DType::F32 : DType::F16;
+  return kv_cache_dtype_from_name(name);
+}
+
 const char* kv_cache_dtype_name(DType dtype) {
   for (const KvDtypeName& row : kKvDtypeNames)
     if (row.dtype == dtype) return row.name;

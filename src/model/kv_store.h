@@ -1,6 +1,6 @@
 // KvStoreView: where a forward pass reads and writes keys and values. Per layer, the cache is an
-// array of blocks of block_size rows of kv_dim elements; a sequence reaches its rows through a
-// block table. The single-sequence cache is one block as long as its capacity; the batching
+// array of blocks of block_size rows of kv_dim elements (row by row, or KV head by KV head:
+// head_major below); a sequence reaches its rows through a block table. The single-sequence cache is one block as long as its capacity; the batching
 // engine's block pool has many small ones.
 //
 // The 1-byte dtypes (F8_E4M3, I8) carry one f32 scale per (cache row, KV head) for keys and one
@@ -50,6 +50,9 @@ bool is_kv_cache_dtype(DType dtype);
 bool kv_dtype_has_scales(DType dtype);
 // --kv-dtype spellings, any case: f32, f16, bf16, fp8 (or f8_e4m3), int8 (or i8).
 std::optional<DType> kv_cache_dtype_from_name(const std::string& name);
+// The same plus "auto": f32 when the model's layer matrices are f32 (as vLLM's auto follows the
+// model dtype), f16 otherwise (llama.cpp's default). `f32_weights` says which the model has.
+std::optional<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights);
 // The --kv-dtype spelling: "f32", "f16", "bf16", "fp8", "int8".
 const char* kv_cache_dtype_name(DType dtype);
 // Bytes of one cache row (K or V, one layer) of n_kv_heads x head_dim elements, scales included.

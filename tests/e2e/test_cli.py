@@ -131,10 +131,11 @@ def main():
 
     # bench model: llama-bench's pp/tg as JSON.
     code, out, err = run(anvil, "bench", "model", "--model", "dummy:tiny-llama", "-p", "32", "-n", "8", "-r", "2",
-                         "--json")
+                         "-d", "16", "--json")
     try:
         bench = json.loads(out)
-        bench_ok = code == 0 and bench["pp_tok_s"] > 0 and bench["tg_tok_s"] > 0 and bench["n_prompt"] == 32
+        bench_ok = (code == 0 and bench["pp_tok_s"] > 0 and bench["tg_tok_s"] > 0 and bench["n_prompt"] == 32
+                    and bench["n_depth"] == 16 and bench["kv_dtype"] == "f32")  # auto: f32 weights
     except (ValueError, KeyError):
         bench_ok = False
     check("bench model --json reports pp_tok_s and tg_tok_s", bench_ok, out + err)

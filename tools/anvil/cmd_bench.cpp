@@ -16,6 +16,7 @@
 #include "core/cpu_features.h"
 #include "core/progress.h"
 #include "model/decoder_model.h"
+#include "model/kv_store.h"
 #include "model/load_checkpoint.h"
 #include "model/repack_weights.h"
 
@@ -25,15 +26,21 @@ namespace {
 struct BenchModelOptions {
   std::string model;
   ModelBenchOptions bench;
+  std::string kv_dtype = "auto";
   int threads = 0;
   bool json = false;
 };
 
-int bench_model(const BenchModelOptions& options) {
+int bench_model(BenchModelOptions options) {
   TerminalProgress load_progress("loading " + options.model, true);
   Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
+  const std::optional<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, checkpoint->has_f32_layer_weights());
+  if (!kv_dtype)
+    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)",
+                            options.kv_dtype));
+  options.bench.kv_dtype = *kv_dtype;
   repack_weights_for_decode(*checkpoint, options.threads);
   auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint).value());
   Result<std::unique_ptr<DecoderModel>> model = DecoderModel::create(shared);
@@ -60,6 +67,8 @@ int bench_model(const BenchModelOptions& options) {
         {"cpu", cpu_features().model_name},
         {"n_prompt", options.bench.prompt_tokens},
         {"n_gen", options.bench.generate_tokens},
+        {"n_depth", options.bench.depth},
+        {"kv_dtype", kv_cache_dtype_name(options.bench.kv_dtype)},
         {"repetitions", options.bench.repetitions},
         {"weight_bytes_per_token", result->weight_bytes_per_token},
         {"pp_tok_s", pp},
@@ -78,8 +87,11 @@ int bench_model(const BenchModelOptions& options) {
                format_count(c.parameter_count()), bytes / 1073741824.0, pool.thread_count(), test,
                stat.mean_tokens_per_second(), stat.stddev_tokens_per_second());
   };
-  if (options.bench.prompt_tokens > 0) row(fmt::format("pp{}", options.bench.prompt_tokens), result->prompt);
-  if (options.bench.generate_tokens > 0) row(fmt::format("tg{}", options.bench.generate_tokens), result->generate);
+  // llama-bench's test names: "pp512", "tg128 @ d4096" after a depth of cached tokens.
+  const std::string at_depth = options.bench.depth > 0 ? fmt::format(" @ d{}", options.bench.depth) : "";
+  if (options.bench.prompt_tokens > 0) row(fmt::format("pp{}{}", options.bench.prompt_tokens, at_depth), result->prompt);
+  if (options.bench.generate_tokens > 0)
+    row(fmt::format("tg{}{}", options.bench.generate_tokens, at_depth), result->generate);
   if (options.bench.generate_tokens > 0)
     fmt::print("\ndecode reads {:.2f} GB of weights per token: {:.1f} GB/s at tg\n", bytes / 1e9, tg * bytes / 1e9);
   if (options.bench.prompt_tokens > 0)
@@ -224,6 +236,11 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   model->add_option("-n,--n-gen", options->bench.generate_tokens, "Generated tokens (0: skip tg)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  model->add_option("-d,--n-depth", options->bench.depth,
+                    "Tokens already in the KV cache when pp and tg start (filled first, untimed)")
+      ->check(CLI::NonNegativeNumber);
+  model->add_option("--kv-dtype", options->kv_dtype,
+                    "KV cache dtype: auto (f32 for f32 weights, else f16), f32, f16, bf16, fp8 or int8");
   model->add_option("-r,--repetitions", options->bench.repetitions, "Timed repetitions")
       ->capture_default_str()->check(CLI::Range(1, 1000));
   model->add_option("-t,--threads", options->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));

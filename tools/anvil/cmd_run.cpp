@@ -58,12 +58,6 @@ Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {
   return ids;
 }
 
-// "auto" KV dtype: full precision for f32 checkpoints (as vLLM's auto follows the model dtype),
-// f16 otherwise (llama.cpp's default).
-bool f32_weights(const Checkpoint& checkpoint) {
-  const Tensor* q = checkpoint.find("blk.0.attn_q.weight");
-  return q && q->dtype == DType::F32;
-}
 
 int run(const RunOptions& options) {
   using Clock = std::chrono::steady_clock;
@@ -134,9 +128,7 @@ int run(const RunOptions& options) {
 
   // Generation runs on the same continuous-batching engine as `anvil serve`, sized for this one
   // request: one sequence, a KV cache of exactly prompt + n_predict tokens (whole blocks).
-  std::optional<DType> kv_dtype = options.kv_dtype == "auto"
-                                      ? std::optional<DType>(f32_weights(*shared_checkpoint) ? DType::F32 : DType::F16)
-                                      : kv_cache_dtype_from_name(options.kv_dtype);
+  std::optional<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, shared_checkpoint->has_f32_layer_weights());
   if (!kv_dtype)
     return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)",
                             options.kv_dtype));

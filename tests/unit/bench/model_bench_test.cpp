@@ -31,6 +31,33 @@ TEST(ModelBench, MeasuresPromptAndGeneration) {
   EXPECT_EQ(result->weight_bytes_per_token, matrices + norms + c.dim * 4);
 }
 
+// llama-bench's -d: the tests run after `depth` cached tokens, on every KV dtype the engine keeps.
+TEST(ModelBench, MeasuresAtADepthOnEveryKvDtype) {
+  auto checkpoint = create_dummy_checkpoint("dummy:tiny-llama");
+  ASSERT_TRUE(checkpoint);
+  auto model = DecoderModel::create(std::make_shared<const Checkpoint>(std::move(checkpoint).value()));
+  ASSERT_TRUE(model);
+  ThreadPool pool(2);
+  for (DType kv : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3, DType::I8}) {
+    ModelBenchOptions options;
+    options.prompt_tokens = 8;
+    options.generate_tokens = 3;
+    options.depth = 200;  // 200 + 8 of the preset's 256 positions
+    options.repetitions = 1;
+    options.kv_dtype = kv;
+    auto result = run_model_bench(**model, pool, options);
+    ASSERT_TRUE(result) << dtype_name(kv) << ": " << result.status().message();
+    EXPECT_EQ(result->prompt.seconds.size(), 1u);
+    EXPECT_EQ(result->generate.seconds.size(), 1u);
+  }
+  ModelBenchOptions too_deep;
+  too_deep.prompt_tokens = 64;
+  too_deep.depth = 200;  // 264 > 256
+  const auto rejected = run_model_bench(**model, pool, too_deep);
+  ASSERT_FALSE(rejected);
+  EXPECT_NE(rejected.status().message().find("depth 200 included"), std::string::npos) << rejected.status().message();
+}
+
 TEST(ModelBench, RejectsMoreTokensThanTheContext) {
   auto checkpoint = create_dummy_checkpoint("dummy:tiny-llama");
   ASSERT_TRUE(checkpoint);

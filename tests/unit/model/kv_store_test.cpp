@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -113,6 +115,33 @@ TEST(KvStore, StoreKvRowFillsCodesAndScalesOfThePool) {
     EXPECT_EQ(kv.value_scales[1][row * 2], expect_scales[0]);
     EXPECT_EQ(kv.value_scales[1][row * 2 + 1], expect_scales[1]);
     EXPECT_EQ(kv.key_scales[1][row * 2], 0.0f);  // untouched: the mapping's zero pages
+  }
+}
+
+// The pool's head-major blocks: each KV head's elements of a row land in that head's run of the
+// row's block, converted as a row-major store converts them.
+TEST(KvStore, StoreKvRowPutsEachKvHeadInItsRunOfTheBlock) {
+  const ModelConfig& c = find_model_preset("tiny-llama")->config;  // 2 KV heads of 16
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    Result<KvBlockPool> pool = KvBlockPool::create(c, dtype, 8, 3);
+    ASSERT_TRUE(pool) << pool.status().message();
+    const KvStoreView& kv = pool->view();
+    ASSERT_TRUE(kv.head_major);
+    std::vector<float> src(kv.kv_dim);
+    for (int64_t i = 0; i < kv.kv_dim; ++i) src[i] = 0.37f * static_cast<float>(i) - 3.1f;
+    const int64_t row = 2 * 8 + 6;  // block 2, row 6
+    store_kv_row(kv, kv.keys[0], nullptr, row, src.data());
+    // The same row stored row-major, as the reference for the conversion.
+    KvStoreView flat = kv;
+    flat.head_major = false;
+    const size_t elem = dtype_info(dtype).block_bytes;
+    std::vector<uint8_t> expect(kv.kv_dim * elem);
+    store_kv_row(flat, expect.data(), nullptr, 0, src.data());
+    const auto* base = static_cast<const uint8_t*>(kv.keys[0]);
+    for (int64_t k = 0; k < 2; ++k) {
+      const uint8_t* got = base + (2 * 8 * kv.kv_dim + k * 8 * 16 + 6 * 16) * elem;
+      EXPECT_EQ(std::memcmp(got, expect.data() + k * 16 * elem, 16 * elem), 0) << dtype_name(dtype) << " head " << k;
+    }
   }
 }
 
