@@ -1,5 +1,6 @@
 // A W8A8-quantized model's prefill (the int8 GEMM) against the same tokens decoded one at a time
-// (the GEMV kernels): the linear layers agree to the bit, so the logits differ only by attention.
+// (the GEMV kernels): the linear layers agree to the bit, so the logits differ only by attention's
+// rounding and the int8 activation codes it may tip over.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -68,10 +69,12 @@ TEST(W8A8Prefill, PrefillLogitsMatchTokenByTokenDecode) {
               "same argmax %lld/%lld\n",
               static_cast<long long>(n_tokens), max_err / max_ref, static_cast<long long>(same_argmax),
               static_cast<long long>(n_tokens));
-  // Measured 3e-7 (attention's own rounding; the linear layers agree to the bit). A code that
-  // rounds the other way after such a difference moves a logit by ~1e-4 of the range; the bf16
-  // prefill this replaces rounded every weight and activation to 8 bits of mantissa.
-  EXPECT_LT(max_err / max_ref, 1e-3);
+  // Measured 3.7e-7 in the Release build: the linear layers agree to the bit, and attention sums
+  // a decode token's scores in another order than prefill's (the AVX-512 row-dot scorer), ~1e-7.
+  // Where such a difference makes a per-token int8 activation code round the other way, the step
+  // (amax / 127) propagates: 1.3e-2 of the logit range in the ASan build of this random 2-layer
+  // model. A wrong int8 GEMM (scales, offsets, layout) moves logits by their whole range.
+  EXPECT_LT(max_err / max_ref, 5e-2);
   EXPECT_GE(same_argmax, n_tokens * 95 / 100);
 }
 
