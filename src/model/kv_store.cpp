@@ -48,9 +48,10 @@ std::optional<DType> kv_cache_dtype_from_name(const std::string& name) {
   return std::nullopt;
 }
 
-std::optional<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights) {
+Result<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights) {
   if (name == "auto") return f32_weights ? DType::F32 : DType::F16;
-  return kv_cache_dtype_from_name(name);
+  if (std::optional<DType> dtype = kv_cache_dtype_from_name(name)) return *dtype;
+  return Status::error("--kv-dtype '" + name + "' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)");
 }
 
 const char* kv_cache_dtype_name(DType dtype) {
@@ -88,37 +89,8 @@ void quantize_kv_row(DType dtype, const float* src, int64_t n_kv_heads, int64_t 
 
 namespace {
 
-// Head-major blocks: each KV head's head_dim elements go to their own run (KvStoreView).
-void store_head_major_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row,
-                          const float* src) {
-  const int64_t hd = kv.kv_dim / kv.n_kv_heads, bs = kv.block_size;
-  const int64_t first = row / bs * bs * kv.kv_dim + row % bs * hd;  // head 0's element offset
-  const size_t elem = dtype_info(kv.dtype).block_bytes;
-  thread_local std::vector<uint8_t> codes;
-  if (kv_dtype_has_scales(kv.dtype)) {
-    codes.resize(static_cast<size_t>(kv.kv_dim));
-    quantize_kv_row(kv.dtype, src, kv.n_kv_heads, hd, codes.data(), layer_scales + row * kv.n_kv_heads);
-  }
-  for (int64_t k = 0; k < kv.n_kv_heads; ++k) {
-    auto* dst = static_cast<uint8_t*>(layer_base) + (first + k * bs * hd) * elem;
-    const float* head = src + k * hd;
-    switch (kv.dtype) {
-      case DType::F32: std::memcpy(dst, head, hd * sizeof(float)); break;
-      case DType::F16: f32_row_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd); break;
-      case DType::BF16:
-        for (int64_t i = 0; i < hd; ++i) reinterpret_cast<uint16_t*>(dst)[i] = float_to_bf16(head[i]);
-        break;
-      case DType::F8_E4M3:
-      case DType::I8: std::memcpy(dst, codes.data() + k * hd, static_cast<size_t>(hd)); break;
-      default: break;  // KvStoreView creators only make is_kv_cache_dtype stores
-    }
-  }
-}
-
-}  // namespace
-
-void store_kv_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row, const float* src) {
-  if (kv.head_major) return store_head_major_row(kv, layer_base, layer_scales, row, src);
+// Row-major: the row converted in place (its scales at layer_scales + row x n_kv_heads).
+void store_row_major(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row, const float* src) {
   const int64_t n = kv.kv_dim;
   switch (kv.dtype) {
     case DType::F32:
@@ -141,6 +113,22 @@ void store_kv_row(const KvStoreView& kv, void* layer_base, float* layer_scales, 
     default:
       break;  // KvStoreView creators only make is_kv_cache_dtype stores
   }
+}
+
+}  // namespace
+
+void store_kv_row(const KvStoreView& kv, void* layer_base, float* layer_scales, int64_t row, const float* src) {
+  if (!kv.head_major) return store_row_major(kv, layer_base, layer_scales, row, src);
+  // Head-major blocks: the row converted as a row-major one, then each KV head's head_dim
+  // elements copied to their own run of the block (KvStoreView).
+  const size_t elem = dtype_info(kv.dtype).block_bytes;
+  const int64_t hd = kv.kv_dim / kv.n_kv_heads, bs = kv.block_size;
+  thread_local std::vector<std::byte> converted;
+  converted.resize(static_cast<size_t>(kv.kv_dim) * elem);
+  store_row_major(kv, converted.data(), layer_scales ? layer_scales + row * kv.n_kv_heads : nullptr, 0, src);
+  auto* base = static_cast<std::byte*>(layer_base) + (row / bs * bs * kv.kv_dim + row % bs * hd) * elem;
+  for (int64_t k = 0; k < kv.n_kv_heads; ++k)
+    std::memcpy(base + k * bs * hd * elem, converted.data() + k * hd * elem, static_cast<size_t>(hd) * elem);
 }
 
 }  // namespace anvil

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "anvil/status.h"
 #include "core/dtype.h"
 
 namespace anvil {
@@ -50,9 +51,10 @@ bool is_kv_cache_dtype(DType dtype);
 bool kv_dtype_has_scales(DType dtype);
 // --kv-dtype spellings, any case: f32, f16, bf16, fp8 (or f8_e4m3), int8 (or i8).
 std::optional<DType> kv_cache_dtype_from_name(const std::string& name);
-// The same plus "auto": f32 when the model's layer matrices are f32 (as vLLM's auto follows the
-// model dtype), f16 otherwise (llama.cpp's default). `f32_weights` says which the model has.
-std::optional<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights);
+// A --kv-dtype argument: those spellings plus "auto", f32 when the model's layer matrices are f32
+// (as vLLM's auto follows the model dtype), f16 otherwise (llama.cpp's default); `f32_weights`
+// says which the model has. An unknown name is an error that names the choices.
+Result<DType> kv_cache_dtype_for(const std::string& name, bool f32_weights);
 // The --kv-dtype spelling: "f32", "f16", "bf16", "fp8", "int8".
 const char* kv_cache_dtype_name(DType dtype);
 // Bytes of one cache row (K or V, one layer) of n_kv_heads x head_dim elements, scales included.

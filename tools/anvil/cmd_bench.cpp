@@ -36,10 +36,8 @@ int bench_model(BenchModelOptions options) {
   Result<Checkpoint> checkpoint = load_checkpoint(options.model, load_progress.callback());
   load_progress.finish();
   if (!checkpoint) return fail(checkpoint.status().message());
-  const std::optional<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, checkpoint->has_f32_layer_weights());
-  if (!kv_dtype)
-    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)",
-                            options.kv_dtype));
+  const Result<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, checkpoint->has_f32_layer_weights());
+  if (!kv_dtype) return fail(kv_dtype.status().message());
   options.bench.kv_dtype = *kv_dtype;
   repack_weights_for_decode(*checkpoint, options.threads);
   auto shared = std::make_shared<const Checkpoint>(std::move(checkpoint).value());

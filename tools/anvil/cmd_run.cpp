@@ -128,10 +128,8 @@ int run(const RunOptions& options) {
 
   // Generation runs on the same continuous-batching engine as `anvil serve`, sized for this one
   // request: one sequence, a KV cache of exactly prompt + n_predict tokens (whole blocks).
-  std::optional<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, shared_checkpoint->has_f32_layer_weights());
-  if (!kv_dtype)
-    return fail(fmt::format("--kv-dtype '{}' is not a KV cache dtype the engine runs (auto, f32, f16, bf16, fp8, int8)",
-                            options.kv_dtype));
+  const Result<DType> kv_dtype = kv_cache_dtype_for(options.kv_dtype, shared_checkpoint->has_f32_layer_weights());
+  if (!kv_dtype) return fail(kv_dtype.status().message());
   EngineOptions engine_options;
   engine_options.max_num_seqs = 1;
   engine_options.max_num_batched_tokens = std::clamp<int64_t>(prompt_len, 16, 2048);

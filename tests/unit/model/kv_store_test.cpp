@@ -154,6 +154,12 @@ TEST(KvStore, NamesAndRowBytes) {
   EXPECT_FALSE(kv_cache_dtype_from_name("q4_0").has_value());
   EXPECT_FALSE(kv_cache_dtype_from_name("f8").has_value());
   EXPECT_STREQ(kv_cache_dtype_name(DType::I8), "int8");
+  EXPECT_EQ(*kv_cache_dtype_for("auto", /*f32_weights=*/true), DType::F32);
+  EXPECT_EQ(*kv_cache_dtype_for("auto", /*f32_weights=*/false), DType::F16);
+  EXPECT_EQ(*kv_cache_dtype_for("int8", true), DType::I8);
+  const Result<DType> unknown = kv_cache_dtype_for("q4", false);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.status().message().find("'q4' is not a KV cache dtype"), std::string::npos);
   EXPECT_TRUE(is_kv_cache_dtype(DType::F8_E4M3));
   EXPECT_FALSE(is_kv_cache_dtype(DType::Q8_0));
   EXPECT_EQ(kv_row_bytes(DType::F16, 8, 64), 1024u);
