@@ -14,6 +14,7 @@
 #include "compute/cpu/gemv.h"
 #include "compute/cpu/matmul_input.h"
 #include "compute/cpu/vector_ops.h"
+#include "core/stealing_ranges.h"
 #include "quant/ggml_panels.h"
 #include "quant/scaled_dequant.h"
 
@@ -89,6 +90,10 @@ void prepare_matmul_input(ThreadPool& pool, const Tensor& weight, const float* x
   }
 }
 
+// Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path; threads
+// take them from StealingRanges, so the one that finishes its share first helps the other.
+constexpr int64_t kGemvRowAlign = 16;
+
 }  // namespace
 
 void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
@@ -99,13 +104,10 @@ void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
   prepare_matmul_input(pool, weight, x, n_tokens, activations);
-  // Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path.
-  constexpr int64_t kRowAlign = 16;
-  pool.run([&](int index, int count) {
-    const int64_t chunk = ((out + count - 1) / count + kRowAlign - 1) / kRowAlign * kRowAlign;
-    const int64_t begin = std::min<int64_t>(out, index * chunk);
-    const int64_t end = std::min<int64_t>(out, begin + chunk);
-    if (begin < end) gemv_rows(weight, activations, begin, end, y, out);
+  StealingRanges ranges(out, pool.thread_count(), kGemvRowAlign);
+  pool.run([&](int index, int) {
+    int64_t begin, end;
+    while (ranges.next(index, begin, end)) gemv_rows(weight, activations, begin, end, y, out);
   });
 }
 
@@ -194,25 +196,25 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
     for (const MatmulOutput& o : outputs) matmul(pool, *o.weight, x, n_tokens, o.y);
     return;
   }
-  // One activation preparation and one dispatch for all the weights: each thread takes a
-  // contiguous share of their rows laid end to end (decode is ~7 calls per layer; the dispatch
-  // and the activation quantization were paid per call).
+  // One activation preparation and one dispatch for all the weights: the threads share out their
+  // rows laid end to end (decode is ~7 calls per layer; the dispatch and the activation
+  // quantization were paid per call).
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
   prepare_matmul_input(pool, first, x, n_tokens, activations);
   int64_t total_rows = 0;
   for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
-  constexpr int64_t kRowAlign = 16;
-  pool.run([&](int index, int count) {
-    const int64_t chunk = ((total_rows + count - 1) / count + kRowAlign - 1) / kRowAlign * kRowAlign;
-    const int64_t begin = std::min<int64_t>(total_rows, index * chunk);
-    const int64_t end = std::min<int64_t>(total_rows, begin + chunk);
-    int64_t offset = 0;
-    for (const MatmulOutput& o : outputs) {
-      const int64_t rows = o.weight->rows();
-      const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
-      if (lo < hi) gemv_rows(*o.weight, activations, lo - offset, hi - offset, o.y, rows);
-      offset += rows;
+  StealingRanges ranges(total_rows, pool.thread_count(), kGemvRowAlign);
+  pool.run([&](int index, int) {
+    int64_t begin, end;
+    while (ranges.next(index, begin, end)) {
+      int64_t offset = 0;
+      for (const MatmulOutput& o : outputs) {
+        const int64_t rows = o.weight->rows();
+        const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
+        if (lo < hi) gemv_rows(*o.weight, activations, lo - offset, hi - offset, o.y, rows);
+        offset += rows;
+      }
     }
   });
 }
