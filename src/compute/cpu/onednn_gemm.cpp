@@ -25,6 +25,7 @@
 #include "compute/cpu/onednn_engine.h"
 #include "compute/cpu/onednn_int8_gemm.h"
 #include "core/cpu_features.h"
+#include "core/stealing_ranges.h"
 #include "quant/fp8_e4m3.h"
 #include "quant/ggml_blocks.h"
 #include "quant/ggml_panels.h"
@@ -662,11 +663,16 @@ int64_t onednn_block_rows(int64_t n, int threads, int64_t preferred) {
 
 Status onednn_run_blocks(ThreadPool& pool, int64_t n_blocks, const std::function<void(int thread, int64_t block)>& run) {
   std::vector<Status> statuses(pool.thread_count());
-  pool.run([&](int t, int count) {
+  // Blocks shared out by stealing, as decode's rows are (core/stealing_ranges.h): a thread that
+  // finishes its share early takes blocks from the back of the other's.
+  StealingRanges blocks(n_blocks, pool.thread_count(), 1);
+  pool.run([&](int t, int) {
     const int saved_omp_threads = omp_get_max_threads();
     omp_set_num_threads(1);
     try {
-      for (int64_t b = n_blocks * t / count; b < n_blocks * (t + 1) / count; ++b) run(t, b);
+      int64_t begin, end;
+      while (blocks.next(t, begin, end))
+        for (int64_t b = begin; b < end; ++b) run(t, b);
     } catch (const dnnl::error& e) {
       statuses[t] = Status::error(std::string("oneDNN: ") + e.what());
     } catch (const std::exception& e) {
