@@ -22,7 +22,10 @@ namespace anvil {
 class StealingRanges {
  public:
   StealingRanges(int64_t n, int thread_count, int64_t align) : n_(n), align_(align), count_(thread_count) {
-    const int64_t units = (n + align - 1) / align;
+    // Bounds are packed as two 32-bit unit counts: past 2^31 units, coarser units (still
+    // multiples of `align`).
+    align_ *= ((n + align - 1) / align >> 31) + 1;
+    const int64_t units = (n + align_ - 1) / align_;
     ranges_ = std::make_unique<Range[]>(static_cast<size_t>(count_));
     for (int t = 0; t < count_; ++t) {
       const uint64_t front = static_cast<uint64_t>(units * t / count_);

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -51,6 +53,30 @@ TEST(StealingRanges, EveryElementIsTakenExactlyOnce) {
         }
       }
     }
+  }
+}
+
+TEST(StealingRanges, CountsPastThirtyTwoBitsStillCoverEverything) {
+  // The bounds are packed into 32-bit halves: past 2^31 units the units grow (still aligned).
+  ThreadPool pool(2);
+  for (int64_t align : {1, 16}) {
+    const int64_t n = (int64_t{3} << 32) + 5;
+    StealingRanges ranges(n, pool.thread_count(), align);
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> taken(2);
+    pool.run([&](int index, int) {
+      int64_t begin, end;
+      while (ranges.next(index, begin, end)) taken[static_cast<size_t>(index)].push_back({begin, end});
+    });
+    std::vector<std::pair<int64_t, int64_t>> all = taken[0];
+    all.insert(all.end(), taken[1].begin(), taken[1].end());
+    std::sort(all.begin(), all.end());
+    int64_t expected = 0;
+    for (const auto& [begin, end] : all) {
+      ASSERT_EQ(begin, expected) << "a gap or an overlap";
+      ASSERT_EQ(begin % align, 0);
+      expected = end;
+    }
+    EXPECT_EQ(expected, n);
   }
 }
 
