@@ -1,6 +1,6 @@
 // StealingRanges: a pool task's [0, n) split into one contiguous home range per thread, each
-// consumed from its front by its owner and, once a thread's own range is empty, from the back by
-// that thread: dynamic load balance that keeps every thread on long sequential runs.
+// consumed from its front by its owner and from its back by threads whose own range is empty:
+// dynamic load balance that keeps every thread on long sequential runs.
 #pragma once
 
 #include <algorithm>
@@ -18,7 +18,8 @@ namespace anvil {
 //
 // Work is counted in units of `align` elements (the last unit may be short): ranges never split a
 // unit, so a kernel that needs row ranges in multiples of 16 gets them. Thread-safe: every thread
-// of the task calls next() with its own index until it returns false.
+// of the task calls next() with its own index until it returns false. The atomics only hand out
+// ranges (relaxed): what the threads write is published by ThreadPool::run's barrier.
 class StealingRanges {
  public:
   StealingRanges(int64_t n, int thread_count, int64_t align) : n_(n), align_(align), count_(thread_count) {
