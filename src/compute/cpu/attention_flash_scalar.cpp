@@ -24,7 +24,8 @@ inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t
 
 // No decode row-dot scorer at this width (attention_flash.inc's kRowDotScores).
 constexpr bool kRowDotScores = false;
-inline void row_dot_scores(const float*, int64_t, const float* const*, int64_t, float*, int64_t) {}
+inline void row_dot_scores(const float*, int64_t, const float* const*, int64_t, float*) {}
+inline void row_dot_softmax(float*, int64_t, int64_t, bool, const float*, const float*, float*, float*, float*) {}
 
 #include "compute/cpu/vector_ops_simd.inc"
 #include "compute/cpu/attention_flash.inc"
