@@ -11,7 +11,7 @@
 namespace anvil {
 
 // Why: decode's matrix-vector products are split over threads by output rows, and a static split
-// leaves the thread that finishes first waiting at the barrier for the other: on a shared VM the
+// leaves the threads that finish first waiting at the barrier for the last: on a shared VM the
 // two halves of one matrix finish up to ~10% of the call apart, in either order (memory bandwidth
 // is not shared evenly from one microsecond to the next). Stealing half of what is left of the
 // slower thread's range evens that out; taking it from the back leaves the owner's stream intact.

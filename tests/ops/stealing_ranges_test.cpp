@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -16,12 +15,9 @@
 namespace anvil {
 namespace {
 
-// Runs the pool over a StealingRanges of [0, n), counting how often each element is handed out;
-// `slow_thread` sleeps after every range it takes.
-std::vector<int> cover(ThreadPool& pool, int64_t n, int64_t align, std::vector<int64_t>* taken_by_thread = nullptr,
-                       int slow_thread = -1) {
+// Runs the pool over a StealingRanges of [0, n), counting how often each element is handed out.
+std::vector<int> cover(ThreadPool& pool, int64_t n, int64_t align) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-  std::vector<int64_t> taken(static_cast<size_t>(pool.thread_count()), 0);
   StealingRanges ranges(n, pool.thread_count(), align);
   pool.run([&](int index, int) {
     int64_t begin, end;
@@ -30,11 +26,8 @@ std::vector<int> cover(ThreadPool& pool, int64_t n, int64_t align, std::vector<i
       EXPECT_EQ(begin % align, 0) << "range starts inside a unit";
       EXPECT_TRUE(end == n || end % align == 0) << "range ends inside a unit";
       for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
-      taken[static_cast<size_t>(index)] += end - begin;
-      if (index == slow_thread) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   });
-  if (taken_by_thread) *taken_by_thread = taken;
   std::vector<int> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = hits[static_cast<size_t>(i)].load();
   return out;
@@ -60,7 +53,7 @@ TEST(StealingRanges, CountsPastThirtyTwoBitsStillCoverEverything) {
   // The bounds are packed into 32-bit halves: past 2^31 units the units grow (still aligned).
   ThreadPool pool(2);
   for (int64_t align : {1, 16}) {
-    const int64_t n = (int64_t{3} << 32) + 5;
+    const int64_t n = (int64_t{3} << (align == 1 ? 32 : 36)) + 5;  // 3 x 2^32 units + a short one
     StealingRanges ranges(n, pool.thread_count(), align);
     std::vector<std::vector<std::pair<int64_t, int64_t>>> taken(2);
     pool.run([&](int index, int) {
@@ -86,16 +79,38 @@ TEST(StealingRanges, FewerUnitsThanThreadsLeaveSomeThreadsWithout) {
   for (int h : hits) EXPECT_EQ(h, 1);
 }
 
-TEST(StealingRanges, FastThreadTakesOverPartOfASlowThreadsShare) {
-  // Thread 1 sleeps after every range it takes: thread 0 empties its own half first and then
-  // steals from the back of thread 1's, so it ends up with well over half of the work.
+TEST(StealingRanges, FastThreadTakesOverTheRestOfAStalledThreadsShare) {
+  // Thread 1 takes its first range and then stalls until thread 0 has run out of work: thread 0
+  // empties its own half and steals all that is left of thread 1's, from the back. With 256 units
+  // of 16, thread 1's first range is a quarter of its 128-unit half: 32 units, 512 elements.
   ThreadPool pool(2);
-  std::vector<int64_t> taken;
   const int64_t n = 4096;
-  const std::vector<int> hits = cover(pool, n, 16, &taken, /*slow_thread=*/1);
+  StealingRanges ranges(n, pool.thread_count(), 16);
+  std::vector<int> hits(n, 0);
+  int64_t taken[2] = {0, 0};
+  std::atomic<bool> first_taken{false}, thread0_done{false};
+  pool.run([&](int index, int) {
+    int64_t begin, end;
+    if (index == 1) {
+      if (ranges.next(1, begin, end)) {
+        for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+        taken[1] += end - begin;
+      }
+      first_taken.store(true);
+      while (!thread0_done.load()) std::this_thread::yield();
+      EXPECT_FALSE(ranges.next(1, begin, end)) << "thread 0 left work behind";
+      return;
+    }
+    while (!first_taken.load()) std::this_thread::yield();
+    while (ranges.next(0, begin, end)) {
+      for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+      taken[0] += end - begin;
+    }
+    thread0_done.store(true);
+  });
   for (int h : hits) ASSERT_EQ(h, 1);
-  EXPECT_GT(taken[0], n * 3 / 4) << "thread 0 took " << taken[0] << " of " << n;
-  EXPECT_EQ(taken[0] + taken[1], n);
+  EXPECT_EQ(taken[1], 512);
+  EXPECT_EQ(taken[0], n - 512);
 }
 
 }  // namespace

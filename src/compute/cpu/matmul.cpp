@@ -91,7 +91,7 @@ void prepare_matmul_input(ThreadPool& pool, const Tensor& weight, const float* x
 }
 
 // Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path; threads
-// take them from StealingRanges, so the one that finishes its share first helps the other.
+// take them from StealingRanges, so a thread that finishes its share first helps the others.
 constexpr int64_t kGemvRowAlign = 16;
 
 }  // namespace

@@ -22,10 +22,11 @@ bool onednn_debug_enabled();
 // (to a multiple of 16, at least 16) so that every thread gets work.
 int64_t onednn_block_rows(int64_t n, int threads, int64_t preferred);
 
-// Runs blocks [0, n_blocks) on the pool, each thread a contiguous share in order, with oneDNN
-// inline on the pool thread: OpenMP at one thread (what single-threaded primitives plan for),
-// the thread's setting restored after. A oneDNN error or other exception ends that thread's share
-// and is returned (the first by thread index).
+// Runs blocks [0, n_blocks) on the pool, shared out by StealingRanges (core/stealing_ranges.h:
+// each thread starts on a contiguous share and then helps with the others'), with oneDNN inline on
+// the pool thread: OpenMP at one thread (what single-threaded primitives plan for), the thread's
+// setting restored after. A oneDNN error or other exception stops that thread (its untaken
+// blocks may still run on the others) and is returned (the first by thread index).
 Status onednn_run_blocks(ThreadPool& pool, int64_t n_blocks, const std::function<void(int thread, int64_t block)>& run);
 
 }  // namespace anvil

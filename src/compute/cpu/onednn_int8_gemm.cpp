@@ -158,7 +158,7 @@ struct Int8ThreadState {
 };
 thread_local Int8ThreadState t_int8_state;
 
-// Per pool thread, a contiguous share of blocks of W's rows; per block, acc = u · Wᵀ of the block
+// Blocks of W's rows over the pool threads (onednn_run_blocks); per block, acc = u · Wᵀ of the block
 // (m, rows) and its bias, then on_block(r0, rows, acc, bias) while both are in cache: the exact
 // dot of token t and row r0 + j is int32(uint32(acc[t * rows + j]) + bias[j]).
 template <typename OnBlock>

@@ -110,7 +110,7 @@ inline __m512 sum_over_keys(__m512 v) {
 // The online-softmax step of a row-dot call over row_dot_scores' compact tile: the keys j0 ..
 // j0 + nk - 1, 4 keys x 4 rows per vector, so a tile of 32 keys takes 8 exponentials of 16 lanes
 // where the rows-along-lanes layout took 32 with 4 lanes in use. Same per-element arithmetic as
-// attention_flash.inc's loop (masked scores -inf, probabilities e^(s - max)); each row's sum adds
+// attention_flash.inc's online_softmax_step (masked scores -inf, probabilities e^(s - max)); each row's sum adds
 // its keys in another order. Lanes past nk are -inf, so their probabilities are 0.
 inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, const float* lo, const float* hi,
                             float* m, float* l, float* alpha) {
