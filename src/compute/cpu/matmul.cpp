@@ -90,25 +90,39 @@ void prepare_matmul_input(ThreadPool& pool, const Tensor& weight, const float* x
   }
 }
 
-// Row ranges in multiples of 16 keep every thread on the kernels' multi-row fast path; threads
-// take them from StealingRanges, so a thread that finishes its share first helps the others.
-constexpr int64_t kGemvRowAlign = 16;
+// The GEMV kernels over the rows of `outputs` laid end to end, one dispatch. Row ranges in
+// multiples of 16 keep every thread on the kernels' multi-row fast path; threads take them from
+// StealingRanges, so a thread that finishes its share first helps the others.
+void gemv_outputs(ThreadPool& pool, std::span<const MatmulOutput> outputs, const GemvActivations& activations) {
+  constexpr int64_t kGemvRowAlign = 16;
+  int64_t total_rows = 0;
+  for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
+  StealingRanges ranges(total_rows, pool.thread_count(), kGemvRowAlign);
+  pool.run([&](int index, int) {
+    int64_t begin, end;
+    while (ranges.next(index, begin, end)) {
+      int64_t offset = 0;
+      for (const MatmulOutput& o : outputs) {
+        const int64_t rows = o.weight->rows();
+        const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
+        if (lo < hi) gemv_rows(*o.weight, activations, lo - offset, hi - offset, o.y, rows);
+        offset += rows;
+      }
+    }
+  });
+}
 
 }  // namespace
 
 void matmul_gemv(ThreadPool& pool, const Tensor& weight, const float* x, int64_t n_tokens, float* y) {
-  const int64_t out = weight.rows();
   // One buffer per thread that calls matmul: prepared activations are reused across calls.
   // (A thread_local named inside the lambda would be each worker's own, empty, instance: bind
   // a reference to the caller's first.)
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
   prepare_matmul_input(pool, weight, x, n_tokens, activations);
-  StealingRanges ranges(out, pool.thread_count(), kGemvRowAlign);
-  pool.run([&](int index, int) {
-    int64_t begin, end;
-    while (ranges.next(index, begin, end)) gemv_rows(weight, activations, begin, end, y, out);
-  });
+  const MatmulOutput output{&weight, y};
+  gemv_outputs(pool, std::span<const MatmulOutput>(&output, 1), activations);
 }
 
 namespace {
@@ -202,21 +216,7 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulOutput> outputs
   thread_local GemvActivations caller_activations;
   GemvActivations& activations = caller_activations;
   prepare_matmul_input(pool, first, x, n_tokens, activations);
-  int64_t total_rows = 0;
-  for (const MatmulOutput& o : outputs) total_rows += o.weight->rows();
-  StealingRanges ranges(total_rows, pool.thread_count(), kGemvRowAlign);
-  pool.run([&](int index, int) {
-    int64_t begin, end;
-    while (ranges.next(index, begin, end)) {
-      int64_t offset = 0;
-      for (const MatmulOutput& o : outputs) {
-        const int64_t rows = o.weight->rows();
-        const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
-        if (lo < hi) gemv_rows(*o.weight, activations, lo - offset, hi - offset, o.y, rows);
-        offset += rows;
-      }
-    }
-  });
+  gemv_outputs(pool, outputs, activations);
 }
 
 }  // namespace anvil
