@@ -76,6 +76,8 @@ GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi, bool bf16);
 // The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 and Q4_K_R4 (with or without
 // VNNI), Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
 GemvKernel avx512_panel_kernel(DType dtype, bool vnni);
+// The same layouts on AVX2 (arch/x86/gemv_panels_avx2.cpp): all three, without VNNI.
+GemvKernel avx2_panel_kernel(DType dtype);
 
 // Quantizes n_blocks blocks of 32 floats into codes, per-lane scales and biases (and, when
 // min_term is non-null, the Q4_K min terms per 8 blocks). Identical results on every ISA.

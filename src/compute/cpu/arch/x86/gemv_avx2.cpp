@@ -286,6 +286,9 @@ GemvKernel avx2_kernel(DType dtype) {
     case DType::Q4_0: return rows<Q4_0Kernel>;
     case DType::Q4_K: return rows<Q4KKernel>;
     case DType::Q6_K: return rows<Q6KKernel>;
+    case DType::Q8_0_R4:
+    case DType::Q4_0_R4:
+    case DType::Q4_K_R4: return avx2_panel_kernel(dtype);
     default: return avx2_scaled_kernel(dtype);
   }
 }

@@ -1,0 +1,207 @@
+// AVX2 decode kernels for the 4-row panel layouts Q8_0_R4 / Q4_0_R4 / Q4_K_R4 (quant/ggml_panels.h):
+// the layout the AVX-512 kernels stream, read as two 32-byte halves per 64-byte code vector.
+//
+// Why panels on AVX2 too: the row kernels (gemv_avx2.cpp) convert, scale and accumulate every
+// 32-weight block of every row in floats and read four strided streams per pass; in panels a
+// 32-byte half vector holds 4 codes of each of 8 blocks in its int32 lanes, so 8 blocks share one
+// conversion and one FMA, and a pass reads one sequential stream.
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "compute/cpu/gemv_kernels.h"
+
+// Compiled for AVX2; only called after active_isa() said so. Intrinsics and local helpers only.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+// GCC 12 flags the intrinsics' own _mm*_undefined_*() placeholders as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace anvil::gemv_detail {
+namespace {
+
+#define ANVIL_UNROLL _Pragma("GCC unroll 8")
+
+enum class PanelType { Q8_0, Q4_0, Q4_K };
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// One pass reads R rows of a panel, superblock by superblock, each superblock as two halves of 8
+// blocks (Q4_K: each half one Q4_K block of 8 sub-blocks): per token an int32 dot per block lane,
+// one conversion and one FMA with the 8 blocks' weight x activation scales.
+template <PanelType kType>
+struct PanelKernel {
+  static constexpr bool kQ8 = kType == PanelType::Q8_0;
+  static constexpr bool kQ4K = kType == PanelType::Q4_K;
+  static constexpr int64_t kCodeBytes = kQ8 ? 32 : 16;  // per block (Q4_K: per sub-block)
+  static constexpr int kVectors = kQ8 ? 8 : 4;          // code vectors per row and superblock
+  // Bytes fetched ahead of the pass: a panel is one sequential stream, so past its end the
+  // prefetches run on into the next panel (the next pass).
+  static constexpr int64_t kAheadBytes = 1024;
+
+  // Half h of one row's superblock (codes and xq already offset to it): per token, the exact
+  // int32 dot of each of its 8 blocks (Q4_0: of the unsigned codes; the bias lanes finish it).
+  template <int T>
+  static inline void dot_half(const std::byte* codes, int64_t vector_stride, const int8_t* const (&xq)[T],
+                              __m256i (&dot)[T]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if constexpr (kQ8) {
+      // Stored q + 128; maddubs needs an unsigned operand below 2^15 / 254, so llama.cpp's sign
+      // trick on the signed code: |q| (-128 reads as 128 unsigned) times x with q's sign.
+      ANVIL_UNROLL for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+      ANVIL_UNROLL for (int v = 0; v < 8; ++v) {
+        const __m256i q = _mm256_xor_si256(load256(codes + v * vector_stride), _mm256_set1_epi8(-128));
+        const __m256i magnitude = _mm256_sign_epi8(q, q);
+        ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+          const __m256i x = _mm256_sign_epi8(load256(xq[t] + 64 * v), q);
+          dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, x), ones));
+        }
+      }
+    } else {
+      // 4-bit codes: a maddubs pair is at most 2 x 15 x 127 = 3810, so the 8 pairs of a lane's
+      // element pair sum in int16 (30480) and widen once.
+      const __m256i low4 = _mm256_set1_epi8(0x0F);
+      __m256i pairs[T];
+      ANVIL_UNROLL for (int t = 0; t < T; ++t) pairs[t] = _mm256_setzero_si256();
+      ANVIL_UNROLL for (int v = 0; v < 4; ++v) {
+        const __m256i b = load256(codes + v * vector_stride);
+        const __m256i low = _mm256_and_si256(b, low4);                          // elements 4v..4v+3
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);  // elements 16+4v..
+        ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(low, load256(xq[t] + 64 * v)),
+                                             _mm256_maddubs_epi16(high, load256(xq[t] + 64 * (v + 4))));
+          pairs[t] = _mm256_add_epi16(pairs[t], p);
+        }
+      }
+      ANVIL_UNROLL for (int t = 0; t < T; ++t) dot[t] = _mm256_madd_epi16(pairs[t], ones);
+    }
+  }
+
+  // Half h's per-lane weight scales (Q8_0/Q4_0: 8 fp16 d; Q4_K: d x each sub-block's 6-bit
+  // scale) and, for Q4_K, mins (dmin x the 6-bit min).
+  static inline void half_scales(const std::byte* scales, int h, __m256& wscale, __m256& wmin) {
+    if constexpr (kQ4K) {
+      const std::byte* head = scales + 16 * h;  // fp16 d, fp16 dmin, 12 packed bytes
+      uint16_t d, dmin;
+      std::memcpy(&d, head, 2);
+      std::memcpy(&dmin, head + 2, 2);
+      uint32_t packed[4];
+      unpack_q4k_scales(reinterpret_cast<const uint8_t*>(head + 4), packed);
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+      wscale = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(_cvtsh_ss(d)));
+      wmin = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
+                           _mm256_set1_ps(_cvtsh_ss(dmin)));
+    } else {
+      wscale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 16 * h)));
+      wmin = _mm256_setzero_ps();
+    }
+  }
+
+  // Rows [i0, i0 + R) of panel `panel` (which holds nr rows), T tokens.
+  template <int R, int T>
+  static void pass(const GemvArgs& a, int64_t panel, int64_t i0, int64_t nr) {
+    const int64_t blocks = a.k / kBlock, superblocks = panel_superblocks(a.k);
+    const int64_t q_stride = superblocks * 512, lane_stride = superblocks * 16;
+    const std::byte* base = a.w + panel * 4 * blocks * (kCodeBytes + 2);
+    __m256 acc[R][T];
+    ANVIL_UNROLL for (int r = 0; r < R; ++r) ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < superblocks; ++s) {
+      const int64_t nb = blocks - 16 * s < 16 ? blocks - 16 * s : 16;
+      const std::byte* step = base + s * nr * 16 * (kCodeBytes + 2);
+      const int64_t step_bytes = nr * nb * (kCodeBytes + 2);
+      for (int64_t line = 0; line < step_bytes; line += 64) __builtin_prefetch(step + kAheadBytes + line, 0, 3);
+      const int halves = nb > 8 ? 2 : 1;
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) {
+        const std::byte* codes = step + (i0 + r) * nb * kCodeBytes;
+        const std::byte* scales = step + nr * nb * kCodeBytes + (i0 + r) * nb * 2;
+        int64_t vector_stride = 4 * nb;
+        // The last superblock of a row whose blocks are not a multiple of 16: its codes and scales
+        // copied into a zero-padded full-size superblock (zero codes and zero scales add nothing).
+        alignas(32) std::byte padded_codes[kVectors * 64];
+        alignas(32) std::byte padded_scales[32];
+        if (nb < 16) {
+          std::memset(padded_codes, kQ8 ? 0x80 : 0, sizeof padded_codes);  // Q8_0 stores q + 128
+          std::memset(padded_scales, 0, sizeof padded_scales);
+          for (int v = 0; v < kVectors; ++v) std::memcpy(padded_codes + 64 * v, codes + v * vector_stride, 4 * nb);
+          std::memcpy(padded_scales, scales, 2 * nb);
+          codes = padded_codes;
+          scales = padded_scales;
+          vector_stride = 64;
+        }
+        for (int h = 0; h < halves; ++h) {
+          const int8_t* xq[T];
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) xq[t] = a.xq_panel + t * q_stride + s * 512 + 32 * h;
+          __m256i dot[T];
+          dot_half<T>(codes + 32 * h, vector_stride, xq, dot);
+          __m256 wscale, wmin;
+          half_scales(scales, h, wscale, wmin);
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+            const int64_t lane = t * lane_stride + s * 16 + 8 * h;
+            __m256i sum = dot[t];
+            if constexpr (kType == PanelType::Q4_0)
+              sum = _mm256_add_epi32(sum, load256(a.xbias_panel + lane));  // the offset 8
+            const __m256 scale = _mm256_mul_ps(wscale, _mm256_loadu_ps(a.xscale_panel + lane));
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r][t]);
+            if constexpr (kQ4K) acc[r][t] = _mm256_fmadd_ps(wmin, _mm256_loadu_ps(a.xmin_panel + lane), acc[r][t]);
+          }
+        }
+      }
+    }
+    ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r)
+      a.y[t * a.y_stride + panel * 4 + i0 + r] = hsum(acc[r][t]);
+  }
+};
+
+// Rows [row_begin, row_end) panel by panel: whole panels R rows a pass, partial ones a row a pass.
+template <class K, int T>
+void panel_rows_for_tokens(const GemvArgs& a) {
+  // R x T int16/int32 partial sums and R x T accumulators within 16 ymm registers.
+  constexpr int R = T == 1 ? 4 : T == 2 ? 2 : 1;
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const int64_t panel = r / 4, first = panel * 4;
+    const int64_t nr = a.rows - first < 4 ? a.rows - first : 4;
+    const int64_t end = a.row_end < first + nr ? a.row_end : first + nr;
+    int64_t i = r - first;
+    for (; first + i + R <= end; i += R) K::template pass<R, T>(a, panel, i, nr);
+    for (; first + i < end; ++i) K::template pass<1, T>(a, panel, i, nr);
+    r = end;
+  }
+}
+
+template <class K>
+void panel_rows(const GemvArgs& a) {
+  switch (a.n_tokens) {  // gemv_rows passes at most 4 tokens to panel kernels
+    case 1: panel_rows_for_tokens<K, 1>(a); break;
+    case 2: panel_rows_for_tokens<K, 2>(a); break;
+    case 3: panel_rows_for_tokens<K, 3>(a); break;
+    default: panel_rows_for_tokens<K, 4>(a); break;
+  }
+}
+
+}  // namespace
+
+GemvKernel avx2_panel_kernel(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0_R4: return panel_rows<PanelKernel<PanelType::Q8_0>>;
+    case DType::Q4_0_R4: return panel_rows<PanelKernel<PanelType::Q4_0>>;
+    case DType::Q4_K_R4: return panel_rows<PanelKernel<PanelType::Q4_K>>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace anvil::gemv_detail
+
+#pragma GCC pop_options
+
+#endif  // __x86_64__
