@@ -7,6 +7,7 @@
 namespace anvil::attention_detail {
 
 constexpr int64_t kKeyTile = 32;  // keys per tile: S tile and V tile stay in L1
+constexpr int64_t kKvPrefetchTiles = 1;  // tiles ahead whose K/V rows are prefetched
 constexpr int64_t kMaxLanes = 16;
 
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
