@@ -130,36 +130,85 @@ struct I8Kernel {
 };
 
 // ---------------------------------------------------------------------------------------------
-// I4: per 16 elements (8 bytes), the low and high nibbles interleaved back into element order,
-// each code dequantized as (u - zero) * scale, against xf.
+// I4 against xf_permuted (the AVX-512 kernel's order, see GemvActivations): in a whole 128-element
+// block, int32 lane j of the code bytes holds elements 8j..8j+7 in its nibbles n = 0..7, and
+// x's vector n holds elements 8j + n. So a 32-byte load is 8 lanes (64 elements), and nibble n of
+// every lane, shifted and masked in place, meets 8 consecutive floats of x's vector n: no shuffles.
+// Weights are (u - zero) exactly in f32; each group's products sum apart and take its scale once
+// (a lane's 8 elements never straddle a group: groups are 32, 64 or 128 elements).
 struct I4Kernel {
+  // p[0] in lanes 0..3, p[1] in lanes 4..7.
+  static inline __m256 two_group_lanes(const float* p) {
+    const __m256 pair = _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    return _mm256_permutevar8x32_ps(pair, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  }
+
+  // Per lane of a half block whose first group is `first`: that group's scale and zero, or for
+  // 32-groups, lanes 0..3 group `first` and lanes 4..7 the next.
+  static inline void half_lanes(const float* s, const float* z, int64_t first, bool two_groups, __m256& scale,
+                                __m256& zero) {
+    if (two_groups) {
+      scale = two_group_lanes(s + first);
+      zero = z ? two_group_lanes(z + first) : _mm256_set1_ps(8.0f);
+    } else {
+      scale = _mm256_broadcast_ss(s + first);
+      zero = z ? _mm256_broadcast_ss(z + first) : _mm256_set1_ps(8.0f);  // kI4ImplicitZero
+    }
+  }
+
   template <int R, int T>
   static void pass(const GemvArgs& a, int64_t r0) {
-    const int64_t groups = a.k / a.wgroup;
+    const int64_t groups = a.k / a.wgroup, blocked = a.k / 128 * 128;
     __m256 acc[R][T];
     ANVIL_UNROLL for (int r = 0; r < R; ++r) ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    for (int64_t g = 0; g < groups; ++g) {
-      __m256 scale[R], zero[R];
-      ANVIL_UNROLL for (int r = 0; r < R; ++r) {
-        scale[r] = _mm256_set1_ps(a.wscale[(r0 + r) * groups + g]);
-        zero[r] = _mm256_set1_ps(a.wzero ? a.wzero[(r0 + r) * groups + g] : 8.0f);  // kI4ImplicitZero
-      }
-      for (int64_t e = g * a.wgroup; e < (g + 1) * a.wgroup; e += 16) {
+    const __m256i low4 = _mm256_set1_epi32(0x0F);
+    // Hot loop: one half block (64 elements) of R rows per step.
+    const bool two_groups = a.wgroup == 32;
+    const int shift = a.wgroup == 32 ? 5 : a.wgroup == 64 ? 6 : 7;  // log2 of the group
+    for (int64_t b = 0; b < blocked; b += 128) {
+      for (int h = 0; h < 2; ++h) {
+        const int64_t first = (b + 64 * h) >> shift;
         ANVIL_UNROLL for (int r = 0; r < R; ++r) {
           const uint8_t* row = reinterpret_cast<const uint8_t*>(a.w + (r0 + r) * a.row_bytes);
-          const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + e / 2));
-          const __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(b, low4), _mm_and_si128(_mm_srli_epi16(b, 4), low4));
-          const __m256 u0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes));
-          const __m256 u1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8)));
-          const __m256 w0 = _mm256_mul_ps(_mm256_sub_ps(u0, zero[r]), scale[r]);
-          const __m256 w1 = _mm256_mul_ps(_mm256_sub_ps(u1, zero[r]), scale[r]);
+          const __m256i lanes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b / 2 + 32 * h));
+          __m256 scale, zero;
+          half_lanes(a.wscale + (r0 + r) * groups, a.wzero ? a.wzero + (r0 + r) * groups : nullptr, first, two_groups,
+                     scale, zero);
+          __m256 part[T];
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) part[t] = _mm256_setzero_ps();
+          ANVIL_UNROLL for (int n = 0; n < 8; ++n) {
+            const __m256i u = n == 0 ? _mm256_and_si256(lanes, low4)
+                              : n == 7 ? _mm256_srli_epi32(lanes, 28)
+                                       : _mm256_and_si256(_mm256_srli_epi32(lanes, 4 * n), low4);
+            const __m256 w = _mm256_sub_ps(_mm256_cvtepi32_ps(u), zero);
+            ANVIL_UNROLL for (int t = 0; t < T; ++t)
+              part[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(a.xf_permuted + t * a.k + b + 16 * n + 8 * h), part[t]);
+          }
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(part[t], scale, acc[r][t]);
+        }
+      }
+    }
+    // The k % 128 tail (32- and 64-groups): 32-element runs, x as the run's 16 even then 16 odd
+    // elements; a run lies in one group.
+    for (int64_t e = blocked; e < a.k; e += 32) {
+      const int64_t g = e / a.wgroup;
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) {
+        const uint8_t* row = reinterpret_cast<const uint8_t*>(a.w + (r0 + r) * a.row_bytes);
+        const __m256 zero = _mm256_set1_ps(a.wzero ? a.wzero[(r0 + r) * groups + g] : 8.0f);
+        __m256 part[T];
+        ANVIL_UNROLL for (int t = 0; t < T; ++t) part[t] = _mm256_setzero_ps();
+        ANVIL_UNROLL for (int q = 0; q < 2; ++q) {  // bytes 8q..8q+7: elements 16q..16q+15
+          const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + e / 2 + 8 * q)));
+          const __m256 even = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(bytes, low4)), zero);
+          const __m256 odd = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4)), zero);
           ANVIL_UNROLL for (int t = 0; t < T; ++t) {
-            const float* x = a.xf + t * a.k + e;
-            acc[r][t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc[r][t]);
-            acc[r][t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + 8), acc[r][t]);
+            const float* x = a.xf_permuted + t * a.k + e + 8 * q;
+            part[t] = _mm256_fmadd_ps(even, _mm256_loadu_ps(x), part[t]);
+            part[t] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(x + 16), part[t]);
           }
         }
+        const __m256 scale = _mm256_set1_ps(a.wscale[(r0 + r) * groups + g]);
+        ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(part[t], scale, acc[r][t]);
       }
     }
     ANVIL_UNROLL for (int t = 0; t < T; ++t) ANVIL_UNROLL for (int r = 0; r < R; ++r)
