@@ -88,21 +88,43 @@ struct PanelKernel {
     }
   }
 
+  // Q4_K: the two heads of a superblock (blocks 2s and 2s+1, 16 bytes each: fp16 d, fp16 dmin,
+  // 12 bytes b0..b11 of 6-bit scales and mins), one per 128-bit lane, unpacked in registers into
+  // sc0..7 (bytes 0..7) and m0..7 (bytes 8..15) per lane, as the AVX-512 kernel does:
+  //   sc0..3 = b0..3 & 63, m0..3 = b4..7 & 63,
+  //   sc4..7 = (b8..11 & 15) | (b0..3 >> 6) << 4, m4..7 = (b8..11 >> 4) | (b4..7 >> 6) << 4.
+  static inline __m256i q4k_scales_and_mins(__m256i h) {
+    const __m256i low_src = _mm256_shuffle_epi8(
+        h, _mm256_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15, 4, 5, 6, 7, 12, 13, 14, 15, 8, 9,
+                            10, 11, 12, 13, 14, 15));
+    const __m256i high_src = _mm256_shuffle_epi8(
+        h, _mm256_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11, -1, -1, -1, -1, 4, 5, 6, 7, -1, -1,
+                            -1, -1, 8, 9, 10, 11));
+    // Bytes 12..15 of each lane (m4..7's low bits) take the high nibbles of b8..11.
+    const __m256i upper = _mm256_setr_epi32(0, 0, 0, -1, 0, 0, 0, -1);
+    const __m256i nibbles = _mm256_blendv_epi8(low_src, _mm256_srli_epi16(low_src, 4), upper);
+    const __m256i low = _mm256_and_si256(
+        nibbles, _mm256_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15,
+                                  15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(high_src, 2), _mm256_set1_epi8(0x30));
+    return _mm256_or_si256(low, high);
+  }
+
   // Half h's per-lane weight scales (Q8_0/Q4_0: 8 fp16 d; Q4_K: d x each sub-block's 6-bit
-  // scale) and, for Q4_K, mins (dmin x the 6-bit min).
-  static inline void half_scales(const std::byte* scales, int h, __m256& wscale, __m256& wmin) {
+  // scale, from `unpacked`, q4k_scales_and_mins of the heads) and, for Q4_K, mins (dmin x the
+  // 6-bit min).
+  static inline void half_scales(const std::byte* scales, __m256i unpacked, int h, __m256& wscale, __m256& wmin) {
     if constexpr (kQ4K) {
-      const std::byte* head = scales + 16 * h;  // fp16 d, fp16 dmin, 12 packed bytes
+      const std::byte* head = scales + 16 * h;
       uint16_t d, dmin;
       std::memcpy(&d, head, 2);
       std::memcpy(&dmin, head + 2, 2);
-      uint32_t packed[4];
-      unpack_q4k_scales(reinterpret_cast<const uint8_t*>(head + 4), packed);
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+      const __m128i bytes = h == 0 ? _mm256_castsi256_si128(unpacked) : _mm256_extracti128_si256(unpacked, 1);
       wscale = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(_cvtsh_ss(d)));
       wmin = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
                            _mm256_set1_ps(_cvtsh_ss(dmin)));
     } else {
+      (void)unpacked;
       wscale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 16 * h)));
       wmin = _mm256_setzero_ps();
     }
@@ -139,13 +161,16 @@ struct PanelKernel {
           scales = padded_scales;
           vector_stride = 64;
         }
+        // Both Q4_K heads (padded_scales holds 32 bytes where the superblock has one block).
+        const __m256i unpacked =
+            kQ4K ? q4k_scales_and_mins(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales))) : __m256i{};
         for (int h = 0; h < halves; ++h) {
           const int8_t* xq[T];
           ANVIL_UNROLL for (int t = 0; t < T; ++t) xq[t] = a.xq_panel + t * q_stride + s * 512 + 32 * h;
           __m256i dot[T];
           dot_half<T>(codes + 32 * h, vector_stride, xq, dot);
           __m256 wscale, wmin;
-          half_scales(scales, h, wscale, wmin);
+          half_scales(scales, unpacked, h, wscale, wmin);
           ANVIL_UNROLL for (int t = 0; t < T; ++t) {
             const int64_t lane = t * lane_stride + s * 16 + 8 * h;
             __m256i sum = dot[t];
