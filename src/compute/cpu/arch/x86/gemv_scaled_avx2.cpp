@@ -55,7 +55,31 @@ struct F8Kernel {
     int nan[R] = {};
     const __m128i sign = _mm_set1_epi8(static_cast<char>(0x80)), all = _mm_set1_epi8(static_cast<char>(0xFF));
     const __m256i mask = _mm256_set1_epi16(static_cast<short>(0xBF80));
-    for (int64_t i = 0; i < a.k; i += 16) {
+    int64_t i = 0;
+    {
+      // Hot loop: 32 codes of R rows per step, their NaN test (code | 0x80 == 0xFF) in one
+      // compare, reduced once per row after the loop.
+      __m256i nan_lanes[R];
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) nan_lanes[r] = _mm256_setzero_si256();
+      const __m256i sign32 = _mm256_set1_epi8(static_cast<char>(0x80)), all32 = _mm256_set1_epi8(static_cast<char>(0xFF));
+      for (; i + 32 <= a.k; i += 32) {
+        ANVIL_UNROLL for (int r = 0; r < R; ++r) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + i));
+          nan_lanes[r] = _mm256_or_si256(nan_lanes[r], _mm256_cmpeq_epi8(_mm256_or_si256(v, sign32), all32));
+          const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)), 7), mask);
+          const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)), 7), mask);
+          const __m256 w[4] = {_mm256_cvtph_ps(_mm256_castsi256_si128(h0)), _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1)),
+                               _mm256_cvtph_ps(_mm256_castsi256_si128(h1)), _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1))};
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+            const float* x = a.xf + t * a.k + i;
+            ANVIL_UNROLL for (int q = 0; q < 4; ++q) acc[r][t] = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(x + 8 * q), acc[r][t]);
+          }
+        }
+      }
+      ANVIL_UNROLL for (int r = 0; r < R; ++r) nan[r] = _mm256_movemask_epi8(nan_lanes[r]);
+    }
+    // The rest, 16 codes per step.
+    for (; i < a.k; i += 16) {
       const int64_t n = a.k - i < 16 ? a.k - i : 16;
       float xpad[kMaxTokens][16];
       if (n < 16)  // the k % 16 tail through zero-padded copies
