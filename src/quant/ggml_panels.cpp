@@ -182,22 +182,78 @@ void panel_row_range_to_blocks(DType panel_dtype, const std::byte* data, int64_t
   }
 }
 
+void panel_row_to_f32(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst) {
+  const int64_t panel = row / kPanelRows, i = row % kPanelRows;
+  const int64_t nr = std::min(kPanelRows, rows - panel * kPanelRows);
+  if (panel_dtype == DType::Q4_K_R4) {
+    const int64_t blocks = k / kQK_K;
+    const std::byte* base = data + static_cast<size_t>(panel * kPanelRows * blocks) * sizeof(BlockQ4_K);
+    for (int64_t s = 0; s * kPanelQ4KBlocks < blocks; ++s) {
+      const int64_t nk = std::min(kPanelQ4KBlocks, blocks - s * kPanelQ4KBlocks), nb = 8 * nk;
+      const std::byte* step = base + static_cast<size_t>(s * nr * kPanelQ4KBlocks) * sizeof(BlockQ4_K);
+      const std::byte* codes = step + i * nb * 16;
+      for (int64_t c = 0; c < nk; ++c) {
+        BlockQ4_K head;  // d, dmin and the packed scales; qs unused
+        std::memcpy(&head, step + nr * nb * 16 + (i * nk + c) * kQ4KHeadBytes, kQ4KHeadBytes);
+        const float d = fp16_to_float(head.d), dmin = fp16_to_float(head.dmin);
+        for (int jj = 0; jj < 8; ++jj) {
+          uint8_t sc, m;
+          unpack_scale_min_k4(jj, head.scales, &sc, &m);
+          const float dj = d * sc, mj = dmin * m;  // as dequantize_row_q4_k
+          float* y = dst + (s * kPanelQ4KBlocks + c) * kQK_K + 32 * jj;
+          uint8_t q[16];  // byte l: element l (low nibble) and 16 + l (high), as Q4_0's qs
+          for (int v = 0; v < 4; ++v) std::memcpy(q + 4 * v, codes + 4 * (8 * c + jj) + v * 4 * nb, 4);
+          for (int l = 0; l < 16; ++l) y[l] = dj * (q[l] & 0x0F) - mj;
+          for (int l = 0; l < 16; ++l) y[16 + l] = dj * (q[l] >> 4) - mj;
+        }
+      }
+    }
+    return;
+  }
+  const bool q8 = panel_dtype == DType::Q8_0_R4;
+  const int64_t code_bytes = static_cast<int64_t>(code_bytes_of(panel_dtype)), block_bytes = code_bytes + kScaleBytes;
+  const int64_t blocks = k / kQK4_0;
+  const std::byte* base = data + panel * kPanelRows * blocks * block_bytes;
+  for (int64_t s = 0; s * kPanelBlocks < blocks; ++s) {
+    const int64_t nb = std::min(kPanelBlocks, blocks - s * kPanelBlocks);
+    const std::byte* step = base + s * nr * kPanelBlocks * block_bytes;
+    const auto* codes = reinterpret_cast<const uint8_t*>(step + i * nb * code_bytes);
+    const std::byte* scales = step + nr * nb * code_bytes + i * nb * kScaleBytes;
+    float d[kPanelBlocks];
+    for (int64_t j = 0; j < nb; ++j) {
+      uint16_t d16;
+      std::memcpy(&d16, scales + j * kScaleBytes, kScaleBytes);
+      d[j] = fp16_to_float(d16);
+    }
+    float* y = dst + s * kPanelBlocks * kQK4_0;
+    // Vector by vector (one sequential run of 4 x nb bytes: 4 codes of each block), the same
+    // products as dequantize_row_q8_0 / dequantize_row_q4_0, bit for bit.
+    for (int64_t v = 0; v < code_bytes / 4; ++v) {
+      const uint8_t* run = codes + v * 4 * nb;
+      for (int64_t j = 0; j < nb; ++j)
+        for (int e = 0; e < 4; ++e) {
+          const uint8_t b = run[4 * j + e];
+          if (q8) {
+            y[kQK4_0 * j + 4 * v + e] = d[j] * static_cast<int8_t>(b ^ 0x80);
+          } else {
+            y[kQK4_0 * j + 4 * v + e] = d[j] * ((b & 0x0F) - 8);
+            y[kQK4_0 * j + 16 + 4 * v + e] = d[j] * ((b >> 4) - 8);
+          }
+        }
+    }
+  }
+}
+
 void dequantize_row_q8_0_r4(const void* src, float* dst, int64_t n) {
-  std::vector<std::byte> blocks(static_cast<size_t>(n / kQK8_0) * sizeof(BlockQ8_0));
-  panel_row_to_blocks(DType::Q8_0_R4, static_cast<const std::byte*>(src), 1, n, 0, blocks.data());
-  dequantize_row_q8_0(blocks.data(), dst, n);
+  panel_row_to_f32(DType::Q8_0_R4, static_cast<const std::byte*>(src), 1, n, 0, dst);
 }
 
 void dequantize_row_q4_0_r4(const void* src, float* dst, int64_t n) {
-  std::vector<std::byte> blocks(static_cast<size_t>(n / kQK4_0) * sizeof(BlockQ4_0));
-  panel_row_to_blocks(DType::Q4_0_R4, static_cast<const std::byte*>(src), 1, n, 0, blocks.data());
-  dequantize_row_q4_0(blocks.data(), dst, n);
+  panel_row_to_f32(DType::Q4_0_R4, static_cast<const std::byte*>(src), 1, n, 0, dst);
 }
 
 void dequantize_row_q4_k_r4(const void* src, float* dst, int64_t n) {
-  std::vector<std::byte> blocks(static_cast<size_t>(n / kQK_K) * sizeof(BlockQ4_K));
-  panel_row_to_blocks(DType::Q4_K_R4, static_cast<const std::byte*>(src), 1, n, 0, blocks.data());
-  dequantize_row_q4_k(blocks.data(), dst, n);
+  panel_row_to_f32(DType::Q4_K_R4, static_cast<const std::byte*>(src), 1, n, 0, dst);
 }
 
 }  // namespace anvil

@@ -1,5 +1,5 @@
 // Q8_0, Q4_0 and Q4_K weights repacked into 4-row panels (DType::Q8_0_R4, Q4_0_R4, Q4_K_R4): the
-// layout the AVX-512 decode kernels stream, made at load (model/repack_weights.h), never stored in
+// layout the AVX-512 and AVX2 decode kernels stream, made at load (model/repack_weights.h), never stored in
 // files.
 //
 // Row-major GGML blocks make a 4-row decode pass read four 18- or 34-byte-strided streams whose
@@ -70,6 +70,10 @@ void panel_row_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows,
 // Q4_K_R4), written from `blocks[0]` on.
 void panel_row_range_to_blocks(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row,
                                int64_t block_begin, int64_t block_end, std::byte* blocks);
+
+// Row `row` of a (rows, k) panel tensor as k floats, the values its GGML type's dequantizer gives
+// (bit for bit), read straight from the panels: the prefill conversion where no SIMD converter runs.
+void panel_row_to_f32(DType panel_dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst);
 
 // DTypeInfo::to_float of the panel types: a one-row tensor (n elements).
 void dequantize_row_q8_0_r4(const void* src, float* dst, int64_t n);

@@ -134,10 +134,11 @@ bool gemv_supports(DType weight_dtype) { return scalar_kernel(weight_dtype) != n
 bool gemv_prefers_panels(DType ggml_dtype) {
 #if defined(__x86_64__)
   if (!has_panel_layout(ggml_dtype)) return false;
-  // An AVX-512 CPU keeps its AVX-512 row kernel where it has no AVX-512 panel kernel (Q8_0
-  // without VNNI); a CPU with AVX2 only takes the AVX2 panel kernels.
-  if (active_isa() >= Isa::Avx512) return avx512_panel_kernel(panel_dtype_for(ggml_dtype), isa_has_avx512_vnni()) != nullptr;
-  return active_isa() >= Isa::Avx2 && avx2_panel_kernel(panel_dtype_for(ggml_dtype)) != nullptr;
+  // select_kernel falls back from AVX-512 to AVX2 kernels (Q8_0_R4 without VNNI has only the
+  // AVX2 one), so either level's panel kernel makes panels the faster layout.
+  const DType panels = panel_dtype_for(ggml_dtype);
+  if (active_isa() >= Isa::Avx512 && avx512_panel_kernel(panels, isa_has_avx512_vnni()) != nullptr) return true;
+  return active_isa() >= Isa::Avx2 && avx2_panel_kernel(panels) != nullptr;
 #else
   (void)ggml_dtype;
   return false;

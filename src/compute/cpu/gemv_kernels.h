@@ -73,11 +73,15 @@ GemvKernel avx512_kernel(DType dtype, bool vnni, bool vbmi, bool bf16);
 // The scaled types' kernels (arch/x86/gemv_scaled_*.cpp), consulted by the two above.
 GemvKernel avx2_scaled_kernel(DType dtype);
 GemvKernel avx512_scaled_kernel(DType dtype, bool vnni, bool vbmi, bool bf16);
-// The panel layouts' kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 and Q4_K_R4 (with or without
-// VNNI), Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate).
+// The panel layouts' AVX-512 kernels (arch/x86/gemv_panels_avx512.cpp): Q4_0_R4 and Q4_K_R4 (with or
+// without VNNI), Q8_0_R4 (VNNI only: its unsigned codes reach 255, which maddubs would saturate; an
+// AVX-512 CPU without VNNI takes the AVX2 kernel, whose sign trick avoids that).
 GemvKernel avx512_panel_kernel(DType dtype, bool vnni);
 // The same layouts on AVX2 (arch/x86/gemv_panels_avx2.cpp): all three, without VNNI.
 GemvKernel avx2_panel_kernel(DType dtype);
+// panel_row_to_f32 (quant/ggml_panels.h) on AVX2, bit for bit: the prefill conversion of CPUs
+// without AVX-512 BF16.
+void avx2_panel_row_to_f32(DType dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst);
 
 // Quantizes n_blocks blocks of 32 floats into codes, per-lane scales and biases (and, when
 // min_term is non-null, the Q4_K min terms per 8 blocks). Identical results on every ISA.

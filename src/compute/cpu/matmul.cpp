@@ -12,6 +12,8 @@
 
 #include "compute/cpu/gemm_provider.h"
 #include "compute/cpu/gemv.h"
+#include "compute/cpu/gemv_kernels.h"
+#include "compute/cpu/isa.h"
 #include "compute/cpu/matmul_input.h"
 #include "compute/cpu/vector_ops.h"
 #include "core/stealing_ranges.h"
@@ -45,14 +47,15 @@ void weight_row_to_f32_as_stored(const Tensor& weight, int64_t row, float* dst) 
     case DType::I4: dequantize_scaled_row(weight, row, dst); break;
     case DType::Q8_0_R4:
     case DType::Q4_0_R4:
-    case DType::Q4_K_R4: {  // panels: the row's blocks gathered back first
-      thread_local std::vector<std::byte> blocks;
-      const DType ggml = ggml_dtype_of_panels(weight.dtype);
-      blocks.resize(dtype_bytes(ggml, cols));
-      panel_row_to_blocks(weight.dtype, weight.data, weight.rows(), cols, row, blocks.data());
-      dtype_info(ggml).to_float(blocks.data(), dst, cols);
+    case DType::Q4_K_R4:
+#if defined(__x86_64__)
+      if (active_isa() >= Isa::Avx2) {
+        gemv_detail::avx2_panel_row_to_f32(weight.dtype, weight.data, weight.rows(), cols, row, dst);
+        break;
+      }
+#endif
+      panel_row_to_f32(weight.dtype, weight.data, weight.rows(), cols, row, dst);
       break;
-    }
     default: dtype_info(weight.dtype).to_float(src, dst, cols); break;
   }
 }

@@ -47,7 +47,7 @@ std::vector<float> run_logits(const Checkpoint& checkpoint, const std::vector<in
 }
 
 TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
-  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no panel kernels at this ISA (AVX2 or AVX-512)";
   // tiny-llama3 ties its output to the embedding table: the lookups read panels too. 100 prompt
   // tokens take the oneDNN prefill path (>= kQuantizedGemmMinTokens), the rest decode on GEMV.
   // Q4_K needs rows of whole 256-blocks: small-llama (512 wide, 1536 FFN).
@@ -91,7 +91,7 @@ TEST(RepackWeights, PanelModelsGiveTheLogitsOfTheGgmlModel) {
 // From a GGUF file: the panels are copies, the file's pages are dropped from the process (and
 // come back from the file for whatever still reads them, e.g. the norms beside the matrices).
 TEST(RepackWeights, GgufCheckpointsRepackFromTheMappedFile) {
-  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no panel kernels at this ISA (AVX2 or AVX-512)";
   const std::string path = (std::filesystem::temp_directory_path() / "anvil_repack_q4_0.gguf").string();
   ASSERT_TRUE(write_gguf(preset("dummy:tiny-llama:q4_0"), path).is_ok());
   Result<Checkpoint> rows = load_checkpoint(path);
@@ -161,7 +161,7 @@ TEST(RepackWeights, MappedMatricesMoveIntoWeightMemoryWithTheirScales) {
 }
 
 TEST(RepackWeights, ReleasesMemoryItAloneHeldAndLeavesSharedBytesIntact) {
-  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no panel kernels at this ISA (AVX2 or AVX-512)";
   Checkpoint alone = preset("dummy:tiny-llama:q4_0");
   const size_t storage_before = alone.storage.size();
   repack_weights_for_decode(alone);
@@ -189,7 +189,7 @@ TEST(RepackWeights, OffSwitchAndOtherDtypesLeaveTheCheckpointAsLoaded) {
 }
 
 TEST(RepackWeights, GgufWriterRefusesPanels) {
-  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no AVX-512 panel kernels on this CPU";
+  if (!gemv_prefers_panels(DType::Q4_0)) GTEST_SKIP() << "no panel kernels at this ISA (AVX2 or AVX-512)";
   Checkpoint q4 = preset("dummy:tiny-llama:q4_0");
   repack_weights_for_decode(q4);
   const std::string path = (std::filesystem::temp_directory_path() / "anvil_panels_refused.gguf").string();

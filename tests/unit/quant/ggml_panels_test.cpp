@@ -3,6 +3,7 @@
 // DTypeInfo::to_float of one row) seeing the same values as in the GGML rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -106,6 +107,9 @@ TEST(GgmlPanels, RoundTripsBitExactAndReadersSeeTheSameValues) {
           ASSERT_EQ(std::memcmp(back.data(), src.data() + r * row_bytes, row_bytes), 0) << "row " << r;
           weight_row_to_f32(ggml, r, want.data());
           weight_row_to_f32(packed, r, got.data());
+          ASSERT_EQ(std::memcmp(want.data(), got.data(), k * sizeof(float)), 0) << "row " << r;
+          std::fill(got.begin(), got.end(), -1.0f);
+          panel_row_to_f32(panel_dtype, panels.data(), rows, k, r, got.data());  // no SIMD converter's path
           ASSERT_EQ(std::memcmp(want.data(), got.data(), k * sizeof(float)), 0) << "row " << r;
           onednn_weight_row_to_bf16(ggml, r, want_bf16.data(), scratch.data());
           onednn_weight_row_to_bf16(packed, r, got_bf16.data(), scratch.data());

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "compute/cpu/gemv_kernels.h"
+#include "core/dtype.h"
 
 // Compiled for AVX2; only called after active_isa() said so. Intrinsics and local helpers only.
 #pragma GCC push_options
@@ -223,6 +224,119 @@ GemvKernel avx2_panel_kernel(DType dtype) {
     case DType::Q4_K_R4: return panel_rows<PanelKernel<PanelType::Q4_K>>;
     default: return nullptr;
   }
+}
+
+}  // namespace anvil::gemv_detail
+
+#pragma GCC pop_options
+
+
+// ---------------------------------------------------------------------------------------------
+// Panel row -> f32 for prefill on CPUs without AVX-512 BF16 (onednn_weight_row_to_bf16's
+// fallback): the generic panel_row_to_f32 runs 3x slower than the GGML rows' dequantizers. Two
+// 4-byte lanes (two blocks' codes) per step; the values are panel_row_to_f32's bit for bit.
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c")  // no FMA: a multiply then a subtract, as the scalar code rounds
+
+namespace anvil::gemv_detail {
+namespace {
+
+inline __m256 two_lane_splat(float a, float b) { return _mm256_setr_m128(_mm_set1_ps(a), _mm_set1_ps(b)); }
+
+// Lane 0 of v to dst0, lane 1 to dst1 (4 floats each).
+inline void store_lanes(__m256 v, float* dst0, float* dst1) {
+  _mm_storeu_ps(dst0, _mm256_castps256_ps128(v));
+  _mm_storeu_ps(dst1, _mm256_extractf128_ps(v, 1));
+}
+
+// 8 code bytes (lane j, lane j + 1) as int32: Q8_0 signed (stored q + 128), Q4_0/Q4_K nibbles.
+inline __m256i q8_lanes(const uint8_t* p) {
+  return _mm256_cvtepi8_epi32(_mm_xor_si128(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), _mm_set1_epi8(-128)));
+}
+
+void q80_q40_row(bool q8, const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst) {
+  const int64_t code_bytes = q8 ? 32 : 16, block_bytes = code_bytes + 2, blocks = k / kBlock;
+  const int64_t panel = row / 4, i = row % 4, nr = rows - panel * 4 < 4 ? rows - panel * 4 : 4;
+  const std::byte* base = data + panel * 4 * blocks * block_bytes;
+  for (int64_t s = 0; s * 16 < blocks; ++s) {
+    const int64_t nb = blocks - 16 * s < 16 ? blocks - 16 * s : 16;
+    const std::byte* step = base + s * nr * 16 * block_bytes;
+    const auto* codes = reinterpret_cast<const uint8_t*>(step + i * nb * code_bytes);
+    const std::byte* scales = step + nr * nb * code_bytes + i * nb * 2;
+    float d[16];
+    for (int64_t j = 0; j < nb; ++j) {
+      uint16_t h;
+      std::memcpy(&h, scales + 2 * j, 2);
+      d[j] = fp16_to_float(h);
+    }
+    float* y = dst + s * 16 * kBlock;
+    for (int64_t j = 0; j < nb; j += 2) {
+      const bool pair = j + 1 < nb;
+      const __m256 dd = two_lane_splat(d[j], pair ? d[j + 1] : 0.0f);
+      float* y0 = y + kBlock * j;
+      alignas(16) float spill[4];  // lane 1 of a lone last block
+      float* y1 = pair ? y0 + kBlock : spill;
+      for (int64_t v = 0; v < code_bytes / 4; ++v) {
+        const uint8_t* lanes = codes + v * 4 * nb + 4 * j;
+        uint8_t tail[8] = {};
+        if (!pair) std::memcpy(tail, lanes, 4), lanes = tail;
+        if (q8) {
+          store_lanes(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(q8_lanes(lanes))), y0 + 4 * v, y1 + 4 * v);
+        } else {
+          const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(lanes));
+          const __m256i eight = _mm256_set1_epi32(8);
+          const __m256i low = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_and_si128(b, _mm_set1_epi8(0x0F))), eight);
+          const __m256i high =
+              _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F))), eight);
+          store_lanes(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(low)), y0 + 4 * v, y1 + 4 * v);
+          store_lanes(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(high)), y0 + 16 + 4 * v, y1 + 16 + 4 * v);
+        }
+      }
+    }
+  }
+}
+
+void q4k_row(const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst) {
+  constexpr int64_t kQ4KBlockBytes = 144, kQ4KElems = 256;
+  const int64_t blocks = k / kQ4KElems;
+  const int64_t panel = row / 4, i = row % 4, nr = rows - panel * 4 < 4 ? rows - panel * 4 : 4;
+  const std::byte* base = data + panel * 4 * blocks * kQ4KBlockBytes;
+  for (int64_t s = 0; s * 2 < blocks; ++s) {
+    const int64_t nk = blocks - 2 * s < 2 ? blocks - 2 * s : 2, nb = 8 * nk;
+    const std::byte* step = base + s * nr * 2 * kQ4KBlockBytes;
+    const auto* codes = reinterpret_cast<const uint8_t*>(step + i * nb * 16);
+    for (int64_t c = 0; c < nk; ++c) {
+      const std::byte* head = step + nr * nb * 16 + (i * nk + c) * 16;
+      uint16_t h[2];
+      std::memcpy(h, head, 4);
+      const float d = fp16_to_float(h[0]), dmin = fp16_to_float(h[1]);
+      uint32_t packed[4];
+      unpack_q4k_scales(reinterpret_cast<const uint8_t*>(head + 4), packed);
+      uint8_t sc[16];
+      std::memcpy(sc, packed, 16);  // 8 scales, then 8 mins
+      float* y = dst + (2 * s + c) * kQ4KElems;
+      for (int jj = 0; jj < 8; jj += 2) {
+        // Products as dequantize_row_q4_k: (d x scale) x code - dmin x min.
+        const __m256 dd = two_lane_splat(d * sc[jj], d * sc[jj + 1]);
+        const __m256 mm = two_lane_splat(dmin * sc[8 + jj], dmin * sc[8 + jj + 1]);
+        float* y0 = y + 32 * jj;
+        for (int v = 0; v < 4; ++v) {
+          const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + 4 * (8 * c + jj) + v * 4 * nb));
+          const __m256i low = _mm256_cvtepu8_epi32(_mm_and_si128(b, _mm_set1_epi8(0x0F)));
+          const __m256i high = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
+          store_lanes(_mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(low)), mm), y0 + 4 * v, y0 + 32 + 4 * v);
+          store_lanes(_mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(high)), mm), y0 + 16 + 4 * v, y0 + 48 + 4 * v);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void avx2_panel_row_to_f32(DType dtype, const std::byte* data, int64_t rows, int64_t k, int64_t row, float* dst) {
+  if (dtype == DType::Q4_K_R4) return q4k_row(data, rows, k, row, dst);
+  q80_q40_row(dtype == DType::Q8_0_R4, data, rows, k, row, dst);
 }
 
 }  // namespace anvil::gemv_detail

@@ -158,8 +158,9 @@ struct I8Kernel {
 // block, int32 lane j of the code bytes holds elements 8j..8j+7 in its nibbles n = 0..7, and
 // x's vector n holds elements 8j + n. So a 32-byte load is 8 lanes (64 elements), and nibble n of
 // every lane, shifted and masked in place, meets 8 consecutive floats of x's vector n: no shuffles.
-// Weights are (u - zero) exactly in f32; each group's products sum apart and take its scale once
-// (a lane's 8 elements never straddle a group: groups are 32, 64 or 128 elements).
+// Weights are (u - zero) exactly in f32; each half block's products sum apart and take their
+// groups' scales once, per lane (a lane's 8 elements never straddle a group: groups are 32, 64
+// or 128 elements).
 struct I4Kernel {
   // p[0] in lanes 0..3, p[1] in lanes 4..7.
   static inline __m256 two_group_lanes(const float* p) {
@@ -248,7 +249,11 @@ GemvKernel avx2_scaled_kernel(DType dtype) {
   switch (dtype) {
     case DType::F8_E4M3: return rows<F8Kernel>;
     case DType::I8: return rows<I8Kernel>;
-    case DType::I4: return rows<I4Kernel>;
+    case DType::I4:
+      return [](const GemvArgs& a) {
+        if (a.wgroup == 32 || a.wgroup == 64 || a.wgroup == 128) return rows<I4Kernel>(a);
+        scalar_kernel(DType::I4)(a);  // not a layout check_quant_scale_layout accepts
+      };
     default: return nullptr;
   }
 }
