@@ -73,9 +73,12 @@ struct FloatKernel {
     ANVIL_UNROLL for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Elem*>(a.w + (r0 + r) * a.row_bytes);
     __m256 acc[R][T];
     ANVIL_UNROLL for (int r = 0; r < R; ++r) ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
+    constexpr int64_t kElemBytes = sizeof(Elem);
     int64_t i = 0;
     // Hot loop: 8 columns of R rows, each weight vector used by all T tokens.
     for (; i + 8 <= a.k; i += 8) {
+      if (i * kElemBytes % 64 == 0) prefetch.at(i * kElemBytes);
       __m256 w[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) w[r] = Load::load(rows[r] + i);
       ANVIL_UNROLL for (int t = 0; t < T; ++t) {
@@ -150,8 +153,10 @@ struct Q8_0Kernel {
     zero(acc);
     const int64_t blocks = a.k / kBlock;
     const int64_t lane_stride = a.k / kBlock * kLanesPerBlock;
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     // Hot loop: one block of R rows per step.
     for (int64_t b = 0; b < blocks; ++b) {
+      prefetch.at(b * int64_t{sizeof(BlockQ8_0)});
       __m256i w[R], u[R];
       __m256 sw[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) {
@@ -182,8 +187,10 @@ struct Q4_0Kernel {
     zero(acc);
     const __m256i shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     const int64_t blocks = a.k / kBlock;
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     // Hot loop: one block of R rows per step.
     for (int64_t b = 0; b < blocks; ++b) {
+      if (b % 4 == 0) prefetch.at(b * int64_t{sizeof(BlockQ4_0)});
       __m256i u[R];
       __m256 sw[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) {
@@ -207,8 +214,10 @@ struct Q4KKernel {
     zero(acc);
     const int64_t supers = a.k / kQK_K;
     const int64_t min_stride = a.k / kQK_K * 16;
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     // Hot loop: one super-block of R rows per step, 32 weights at a time.
     for (int64_t s = 0; s < supers; ++s) {
+      for (int64_t line = 0; line < int64_t{sizeof(BlockQ4_K)}; line += 64) prefetch.at(s * sizeof(BlockQ4_K) + line);
       float scales[R][8];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) {
         const BlockQ4_K& blk = rows[r][s];
@@ -239,7 +248,10 @@ struct Q4KKernel {
 };
 
 // Q6_K: 32 weights j*32.. of a half come from ql[0..31] or ql[32..63] (low nibbles for j < 2,
-// high for j >= 2) and bits 2j..2j+1 of qh[0..31]; groups of 16 share an int8 scale.
+// high for j >= 2) and bits 2j..2j+1 of qh[0..31]; groups of 16 share an int8 scale. The scale
+// is applied in integers: (u - 32) . x per element pair in int16 (u x x minus 32 x x, |.| <=
+// 8128), then madd with the pair's int16 scale into one int32 per 4
+// elements, so a block takes one conversion and one FMA instead of a float scale vector.
 struct Q6KKernel {
   template <int R, int T>
   static void pass(const GemvArgs& a, int64_t r0) {
@@ -248,25 +260,44 @@ struct Q6KKernel {
     __m256 acc[R][T];
     zero(acc);
     const int64_t supers = a.k / kQK_K;
+    const int64_t lane_stride = a.k / kBlock * kLanesPerBlock;
+    const __m256i offset = _mm256_set1_epi8(32);
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     // Hot loop: one super-block of R rows per step, 32 weights at a time.
     for (int64_t s = 0; s < supers; ++s) {
+      for (int64_t line = 0; line < int64_t{sizeof(BlockQ6_K)}; line += 64) prefetch.at(s * sizeof(BlockQ6_K) + line);
       float d[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) d[r] = half_to_float(&rows[r][s].d);
       for (int c = 0; c < 8; ++c) {
         const int h = c / 4, j = c % 4;
-        __m256i u[R];
-        __m256 sw[R];
+        // Per token (loaded once per step for all R rows where registers allow): x, its 32 x x
+        // pairs, and its block scale.
+        const auto token_x = [&](int t) {
+          return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + t * a.k + s * kQK_K + 32 * c));
+        };
+        const auto token_scale = [&](int t) {
+          return _mm256_loadu_ps(a.xscale + t * lane_stride + (s * 8 + c) * kLanesPerBlock);
+        };
+        // Scales 2c (elements 0..15: int16 lanes 0..7) and 2c + 1 (lanes 8..15).
+        const __m128i pick = _mm_setr_epi8(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1,
+                                           2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
         ANVIL_UNROLL for (int r = 0; r < R; ++r) {
           const BlockQ6_K& blk = rows[r][s];
           __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32 * (j % 2)));
           if (j >= 2) low = _mm256_srli_epi16(low, 4);
           const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
           const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), _mm256_set1_epi8(3));
-          u[r] = _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0F)), _mm256_slli_epi16(high, 4));
-          const float s0 = d[r] * blk.scales[2 * c], s1 = d[r] * blk.scales[2 * c + 1];
-          sw[r] = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
+          const __m256i u = _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0F)), _mm256_slli_epi16(high, 4));
+          const __m256i scale16 = _mm256_cvtepi8_epi16(
+              _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)), pick));
+          const __m256 row_scale = _mm256_set1_ps(d[r]);
+          ANVIL_UNROLL for (int t = 0; t < T; ++t) {
+            const __m256i x = token_x(t);
+            const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(u, x), _mm256_maddubs_epi16(offset, x));
+            const __m256 lanes = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, scale16));
+            acc[r][t] = _mm256_fmadd_ps(lanes, _mm256_mul_ps(row_scale, token_scale(t)), acc[r][t]);
+          }
         }
-        accumulate_block(a, s * kQK_K + 32 * c, u, sw, acc);
       }
     }
     store_sums(a, r0, acc);

@@ -62,7 +62,9 @@ struct F8Kernel {
       __m256i nan_lanes[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) nan_lanes[r] = _mm256_setzero_si256();
       const __m256i sign32 = _mm256_set1_epi8(static_cast<char>(0x80)), all32 = _mm256_set1_epi8(static_cast<char>(0xFF));
+      const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
       for (; i + 32 <= a.k; i += 32) {
+        if (i % 64 == 0) prefetch.at(i);
         ANVIL_UNROLL for (int r = 0; r < R; ++r) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + i));
           nan_lanes[r] = _mm256_or_si256(nan_lanes[r], _mm256_cmpeq_epi8(_mm256_or_si256(v, sign32), all32));
@@ -124,7 +126,9 @@ struct I8Kernel {
     __m256i acc[R][T];
     ANVIL_UNROLL for (int r = 0; r < R; ++r) ANVIL_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     for (int64_t i = 0; i < a.k; i += 32) {
+      if (i % 64 == 0) prefetch.at(i);
       const int64_t n = a.k - i < 32 ? a.k - i : 32;
       alignas(32) int8_t xpad[kMaxTokens][32];
       if (n < 32)
@@ -190,7 +194,9 @@ struct I4Kernel {
     // Hot loop: one half block (64 elements) of R rows per step.
     const bool two_groups = a.wgroup == 32;
     const int shift = a.wgroup == 32 ? 5 : a.wgroup == 64 ? 6 : 7;  // log2 of the group
+    const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     for (int64_t b = 0; b < blocked; b += 128) {
+      prefetch.at(b / 2);  // the block's 64 code bytes, kAheadBytes on
       for (int h = 0; h < 2; ++h) {
         const int64_t first = (b + 64 * h) >> shift;
         ANVIL_UNROLL for (int r = 0; r < R; ++r) {
