@@ -190,7 +190,10 @@ struct Q4_0Kernel {
     const RowPrefetcher<R> prefetch(a.w + r0 * a.row_bytes, a.row_bytes);
     // Hot loop: one block of R rows per step.
     for (int64_t b = 0; b < blocks; ++b) {
-      if (b % 4 == 0) prefetch.at(b * int64_t{sizeof(BlockQ4_0)});
+      if (b % 4 == 0) {  // both lines a 72-byte step of 4 blocks can touch
+        prefetch.at(b * int64_t{sizeof(BlockQ4_0)});
+        prefetch.at(b * int64_t{sizeof(BlockQ4_0)} + 64);
+      }
       __m256i u[R];
       __m256 sw[R];
       ANVIL_UNROLL for (int r = 0; r < R; ++r) {
@@ -270,8 +273,8 @@ struct Q6KKernel {
       ANVIL_UNROLL for (int r = 0; r < R; ++r) d[r] = half_to_float(&rows[r][s].d);
       for (int c = 0; c < 8; ++c) {
         const int h = c / 4, j = c % 4;
-        // Per token (loaded once per step for all R rows where registers allow): x, its 32 x x
-        // pairs, and its block scale.
+        // Per token: x and its block scale (loaded in the row loop; the compiler keeps them
+        // across the unrolled rows where registers allow).
         const auto token_x = [&](int t) {
           return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + t * a.k + s * kQK_K + 32 * c));
         };

@@ -233,7 +233,8 @@ GemvKernel avx2_panel_kernel(DType dtype) {
 
 // ---------------------------------------------------------------------------------------------
 // Panel row -> f32 for prefill on CPUs without AVX-512 BF16 (onednn_weight_row_to_bf16's
-// fallback): the generic panel_row_to_f32 runs 3x slower than the GGML rows' dequantizers. Two
+// fallback): the generic panel_row_to_f32 takes ~3x the time of the GGML rows' dequantizers for
+// Q8_0 and Q4_K (PERFORMANCE.md, "AVX2-only CPUs"). Two
 // 4-byte lanes (two blocks' codes) per step; the values are panel_row_to_f32's bit for bit.
 #pragma GCC push_options
 #pragma GCC target("avx2,f16c")  // no FMA: a multiply then a subtract, as the scalar code rounds
@@ -274,7 +275,7 @@ void q80_q40_row(bool q8, const std::byte* data, int64_t rows, int64_t k, int64_
       const bool pair = j + 1 < nb;
       const __m256 dd = two_lane_splat(d[j], pair ? d[j + 1] : 0.0f);
       float* y0 = y + kBlock * j;
-      alignas(16) float spill[4];  // lane 1 of a lone last block
+      alignas(16) float spill[kBlock];  // lane 1 of a lone last block: written, never read
       float* y1 = pair ? y0 + kBlock : spill;
       for (int64_t v = 0; v < code_bytes / 4; ++v) {
         const uint8_t* lanes = codes + v * 4 * nb + 4 * j;
