@@ -20,11 +20,7 @@ namespace {
 
 #define ANVIL_UNROLL _Pragma("GCC unroll 8")
 
-// R x T accumulators plus the weights and temporaries must fit in 16 ymm registers.
-template <int T>
-constexpr int rows_per_pass() {
-  return T == 1 ? 4 : T == 2 ? 2 : 1;
-}
+#include "compute/cpu/arch/x86/gemv_avx2_helpers.inc"  // rows_per_pass, hsum
 
 inline uint16_t load_u16(const void* p) {
   uint16_t v;
@@ -32,13 +28,6 @@ inline uint16_t load_u16(const void* p) {
   return v;
 }
 inline float half_to_float(const void* p) { return _cvtsh_ss(load_u16(p)); }
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // u8 x s8 products summed per 4 bytes into int32 lanes (exact while |u*s + u*s| < 2^15).
 inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {

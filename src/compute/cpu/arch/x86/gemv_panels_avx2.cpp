@@ -31,12 +31,7 @@ enum class PanelType { Q8_0, Q4_0, Q4_K };
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "compute/cpu/arch/x86/gemv_avx2_helpers.inc"  // rows_per_pass, hsum
 
 // One pass reads R rows of a panel, superblock by superblock, each superblock as two halves of 8
 // blocks (Q4_K: each half one Q4_K block of 8 sub-blocks): per token an int32 dot per block lane,
@@ -50,6 +45,12 @@ struct PanelKernel {
   // Bytes fetched ahead of the pass: a panel is one sequential stream, so past its end the
   // prefetches run on into the next panel (the next pass).
   static constexpr int64_t kAheadBytes = 1024;
+
+  // R x T int16/int32 partial sums and R x T accumulators within 16 ymm registers.
+  template <int T>
+  static constexpr int rows_per_pass() {
+    return gemv_detail::rows_per_pass<T>();
+  }
 
   // Half h of one row's superblock (codes and xq already offset to it): per token, the exact
   // int32 dot of each of its 8 blocks (Q4_0: of the unsigned codes; the bias lanes finish it).
@@ -189,31 +190,7 @@ struct PanelKernel {
   }
 };
 
-// Rows [row_begin, row_end) panel by panel: whole panels R rows a pass, partial ones a row a pass.
-template <class K, int T>
-void panel_rows_for_tokens(const GemvArgs& a) {
-  // R x T int16/int32 partial sums and R x T accumulators within 16 ymm registers.
-  constexpr int R = T == 1 ? 4 : T == 2 ? 2 : 1;
-  for (int64_t r = a.row_begin; r < a.row_end;) {
-    const int64_t panel = r / 4, first = panel * 4;
-    const int64_t nr = a.rows - first < 4 ? a.rows - first : 4;
-    const int64_t end = a.row_end < first + nr ? a.row_end : first + nr;
-    int64_t i = r - first;
-    for (; first + i + R <= end; i += R) K::template pass<R, T>(a, panel, i, nr);
-    for (; first + i < end; ++i) K::template pass<1, T>(a, panel, i, nr);
-    r = end;
-  }
-}
-
-template <class K>
-void panel_rows(const GemvArgs& a) {
-  switch (a.n_tokens) {  // gemv_rows passes at most 4 tokens to panel kernels
-    case 1: panel_rows_for_tokens<K, 1>(a); break;
-    case 2: panel_rows_for_tokens<K, 2>(a); break;
-    case 3: panel_rows_for_tokens<K, 3>(a); break;
-    default: panel_rows_for_tokens<K, 4>(a); break;
-  }
-}
+#include "compute/cpu/gemv_panel_rows.inc"
 
 }  // namespace
 

@@ -40,6 +40,12 @@ struct PanelKernel {
   // prefetches run on into the next panel (the next pass).
   static constexpr int64_t kAheadBytes = 1024;
 
+  // 8 code vectors + R x T accumulators within 32 registers.
+  template <int T>
+  static constexpr int rows_per_pass() {
+    return T <= 3 ? 4 : 2;
+  }
+
   // Row i's codes of one superblock as the 8 vectors that meet x vectors 0..7.
   static inline void load_codes(const std::byte* codes, int64_t vector_stride, __mmask16 lanes, bool full,
                                 __m512i (&u)[8]) {
@@ -156,30 +162,7 @@ struct PanelKernel {
   }
 };
 
-// Rows [row_begin, row_end) panel by panel: whole panels R rows a pass, partial ones a row a pass.
-template <class K, int T>
-void panel_rows_for_tokens(const GemvArgs& a) {
-  constexpr int R = T <= 3 ? 4 : 2;  // 8 code vectors + R x T accumulators within 32 registers
-  for (int64_t r = a.row_begin; r < a.row_end;) {
-    const int64_t panel = r / 4, first = panel * 4;
-    const int64_t nr = a.rows - first < 4 ? a.rows - first : 4;
-    const int64_t end = a.row_end < first + nr ? a.row_end : first + nr;
-    int64_t i = r - first;
-    for (; first + i + R <= end; i += R) K::template pass<R, T>(a, panel, i, nr);
-    for (; first + i < end; ++i) K::template pass<1, T>(a, panel, i, nr);
-    r = end;
-  }
-}
-
-template <class K>
-void panel_rows(const GemvArgs& a) {
-  switch (a.n_tokens) {  // gemv_rows passes at most 4 tokens to panel kernels
-    case 1: panel_rows_for_tokens<K, 1>(a); break;
-    case 2: panel_rows_for_tokens<K, 2>(a); break;
-    case 3: panel_rows_for_tokens<K, 3>(a); break;
-    default: panel_rows_for_tokens<K, 4>(a); break;
-  }
-}
+#include "compute/cpu/gemv_panel_rows.inc"
 
 }  // namespace
 

@@ -19,18 +19,7 @@ namespace {
 
 #define ANVIL_UNROLL _Pragma("GCC unroll 8")
 
-// R x T accumulators plus the weights and temporaries must fit in 16 ymm registers.
-template <int T>
-constexpr int rows_per_pass() {
-  return T == 1 ? 4 : T == 2 ? 2 : 1;
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "compute/cpu/arch/x86/gemv_avx2_helpers.inc"  // rows_per_pass, hsum
 
 inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
