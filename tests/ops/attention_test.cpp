@@ -128,7 +128,7 @@ TEST(Attention, EveryPathShapeWindowGroupSplitAndThreadCountMatchesReference) {
     for (int64_t n_queries : {1, 5, 33})
       for (int64_t n_keys : {1, 17, 300, 1000})
         for (int64_t window : {0, 7})
-          for (int64_t group : {1, 3, 4}) {  // decode rows 1, 3 (a padded row), 4: the AVX-512 row-dot scorer
+          for (int64_t group : {1, 3, 4}) {  // decode rows 1, 3 (a padded row), 4: the row-dot scorers
             const Case c = make_case(head_dims[hi], n_queries, n_keys, window, group, rng);
             const std::string where = "head_dim=" + std::to_string(c.head_dim) + " queries=" + std::to_string(n_queries) +
                                       " keys=" + std::to_string(n_keys) + " window=" + std::to_string(window) +

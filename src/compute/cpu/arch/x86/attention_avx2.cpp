@@ -1,4 +1,5 @@
-// AVX2 (+FMA) flash-attention kernel: the width-generic kernel of attention_flash.inc at 8 lanes.
+// AVX2 (+FMA) flash-attention kernel: the width-generic kernel of attention_flash.inc at 8 lanes,
+// with a row-dot scorer for decode.
 #if defined(__x86_64__)
 
 // GCC 12 flags the intrinsics' own _mm*_undefined_*() placeholders as uninitialized.
@@ -65,12 +66,91 @@ inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t
   for (; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
 }
 
-// No decode row-dot scorer at this width (attention_flash.inc's kRowDotScores).
-constexpr bool kRowDotScores = false;
-inline void row_dot_scores(const float*, int64_t, const float* const*, int64_t, float*) {}
-inline void row_dot_softmax(float*, int64_t, int64_t, bool, const float*, const float*, float*, float*, float*) {}
+// Decode scores (see attention_flash.inc's kRowDotScores), compact as on AVX-512: s[j * 4 + r] =
+// dot(qn row r, key j) for the keys j < nk and the 4 rows of qn (4 x hd, hd a multiple of 8; rows
+// past the real ones zero), and whatever up to the next even key (row_dot_softmax masks it). 2 keys
+// x 4 rows accumulate in 8 of the 16 registers over the head dimension, then one tree of
+// horizontal adds sums all 8 at once (lane i: accumulator i = key i / 4, row i % 4).
+constexpr bool kRowDotScores = true;
+
+// Lane i: the sum of v[i]'s 8 lanes.
+inline __m256 sum_lanes_of_8(const __m256 (&v)[8]) {
+  // Per 128-bit half: [v0, v1, v2, v3] (and [v4 .. v7]) each summed over that half's 4 lanes.
+  const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  // The two halves added: the low halves of a and b, plus their high halves.
+  return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
+
+inline void row_dot_scores(const float* qn, int64_t hd, const float* const* krow, int64_t nk, float* s) {
+  for (int64_t j = 0; j < nk; j += 2) {
+    const float* k0 = krow[j];
+    const float* k1 = krow[j + 1 < nk ? j + 1 : j];  // past nk: a copy of key j
+    __m256 acc[8];
+    for (__m256& v : acc) v = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
+      for (int r = 0; r < 4; ++r) {
+        const __m256 qv = _mm256_loadu_ps(qn + r * hd + d);
+        acc[r] = _mm256_fmadd_ps(qv, kv0, acc[r]);
+        acc[4 + r] = _mm256_fmadd_ps(qv, kv1, acc[4 + r]);
+      }
+    }
+    _mm256_storeu_ps(s + j * 4, sum_lanes_of_8(acc));
+  }
+}
 
 #include "compute/cpu/vector_ops_simd.inc"
+
+// Each row's value of v (lane i: row i % 4) reduced over the 2 keys of the vector (the two
+// 128-bit halves), in both halves.
+inline __m256 max_over_keys(__m256 v) { return _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
+inline __m256 sum_over_keys(__m256 v) { return _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
+
+// The online-softmax step of a row-dot call over row_dot_scores' compact tile: the keys j0 ..
+// j0 + nk - 1, 2 keys x 4 rows per vector, so a tile of 32 keys takes 16 exponentials of 8 lanes
+// where the rows-along-lanes layout took 32 with 4 lanes in use. Same per-element arithmetic as
+// attention_flash.inc's online_softmax_step (masked scores -inf, probabilities e^(s - max)); each
+// row's sum adds its keys in another order. Lanes past nk are -inf, so their probabilities are 0.
+inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, const float* lo, const float* hi,
+                            float* m, float* l, float* alpha) {
+  using V = Simd<8>;
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  const __m256 lov = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(lo));
+  const __m256 hiv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(hi));
+  const __m256 key_of_lane = _mm256_setr_ps(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t vectors = (nk + 1) / 2;
+  __m256 tile_max = neg_inf;
+  for (int64_t v = 0; v < vectors; ++v) {
+    __m256 sv = _mm256_loadu_ps(s + 8 * v);
+    const int64_t live = 4 * nk - 8 * v;  // lanes holding keys < nk
+    if (live < 8) sv = _mm256_blendv_ps(neg_inf, sv, _mm256_cmp_ps(lane, _mm256_set1_ps(static_cast<float>(live)), _CMP_LT_OQ));
+    if (needs_mask) {
+      const __m256 key = _mm256_add_ps(_mm256_set1_ps(static_cast<float>(j0 + 2 * v)), key_of_lane);
+      const __m256 hidden = _mm256_or_ps(_mm256_cmp_ps(key, lov, _CMP_LT_OQ), _mm256_cmp_ps(key, hiv, _CMP_GT_OQ));
+      sv = _mm256_blendv_ps(sv, neg_inf, hidden);
+    }
+    _mm256_storeu_ps(s + 8 * v, sv);
+    tile_max = _mm256_max_ps(tile_max, sv);
+  }
+  const __m256 m_old = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m));
+  const __m256 m_new = _mm256_max_ps(m_old, max_over_keys(tile_max));
+  // A row that has seen only masked keys keeps max -inf; subtract 0 instead (see the kernel).
+  const __m256 m_safe = _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
+  const __m256 resc = exp_poly<8>(V::F(m_old) - V::F(m_safe));
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t v = 0; v < vectors; ++v) {
+    const __m256 p = exp_poly<8>(V::F(_mm256_loadu_ps(s + 8 * v)) - V::F(m_safe));
+    _mm256_storeu_ps(s + 8 * v, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  const __m256 l_new = _mm256_fmadd_ps(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(l)), resc, sum_over_keys(sum));
+  _mm_storeu_ps(l, _mm256_castps256_ps128(l_new));
+  _mm_storeu_ps(m, _mm256_castps256_ps128(m_new));
+  _mm_storeu_ps(alpha, _mm256_castps256_ps128(resc));
+}
+
 #include "compute/cpu/attention_flash.inc"
 
 }  // namespace
