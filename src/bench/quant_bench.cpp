@@ -397,6 +397,12 @@ Result<QuantizedVariant> quantize_variant(const std::shared_ptr<const Checkpoint
     }
     checkpoint->storage.insert(checkpoint->storage.end(), subset.storage.begin(), subset.storage.end());
   }
+  // The output layer and embeddings as `anvil quantize` leaves them (the GGML schemes: llama-quantize's types).
+  if (!scheme.plain) {
+    ANVIL_ASSIGN_OR_RETURN(std::vector<TensorQuantReport> head, quantize_head_tensors(*checkpoint, scheme.quantize, pool));
+    for (const TensorQuantReport& t : head)
+      variant.notes.push_back(fmt::format("{}: {} {} -> {}", scheme.label, t.name, dtype_name(t.from), dtype_name(t.to)));
+  }
   checkpoint->quantization = scheme.plain ? QuantizationInfo{} : quantization_info(scheme.quantize);
   repack_weights_for_decode(*checkpoint, pool.thread_count());  // measured as inference runs it
   variant.checkpoint = std::move(checkpoint);

@@ -22,7 +22,7 @@ Status check_writable(DType dtype) {
 
 }  // namespace
 
-Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype) {
+Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype, ThreadPool* pool) {
   ANVIL_RETURN_IF_ERROR(check_writable(dtype));
   const int64_t rows = tensor.rows(), cols = tensor.cols();
   if (cols % dtype_info(dtype).block_elems != 0)
@@ -31,10 +31,17 @@ Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype)
                                      dtype_info(dtype).block_elems));
   const size_t row_bytes = dtype_bytes(dtype, cols);
   std::shared_ptr<std::byte[]> buffer = allocate_weight_memory(row_bytes * rows);
-  std::vector<float> row(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    weight_row_to_f32(tensor, r, row.data());
-    dtype_info(dtype).from_float(row.data(), buffer.get() + r * row_bytes, cols);
+  auto convert_rows = [&](int64_t begin, int64_t end) {
+    std::vector<float> row(cols);
+    for (int64_t r = begin; r < end; ++r) {
+      weight_row_to_f32(tensor, r, row.data());
+      dtype_info(dtype).from_float(row.data(), buffer.get() + r * row_bytes, cols);
+    }
+  };
+  if (pool != nullptr) {
+    pool->parallel_for(rows, convert_rows);
+  } else {
+    convert_rows(0, rows);
   }
   tensor.dtype = dtype;
   tensor.data = buffer.get();

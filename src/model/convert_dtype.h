@@ -5,6 +5,7 @@
 #include "anvil/status.h"
 #include "core/dtype.h"
 #include "core/progress.h"
+#include "core/thread_pool.h"
 #include "model/checkpoint.h"
 
 namespace anvil {
@@ -15,7 +16,8 @@ Status convert_weight_dtype(Checkpoint& checkpoint, DType dtype, const ProgressC
 
 // Re-encodes one tensor of `checkpoint` into `dtype` (one with a from_float: the plain and GGML
 // block types) through float rows: any source dtype, scaled ones with their scales included.
-// The new bytes are owned by checkpoint.storage; the tensor keeps no QuantScales.
-Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype);
+// The new bytes are owned by checkpoint.storage (the old ones stay where they were); the tensor
+// keeps no QuantScales. Rows are shared out over `pool` when one is given.
+Status convert_tensor_dtype(Checkpoint& checkpoint, Tensor& tensor, DType dtype, ThreadPool* pool = nullptr);
 
 }  // namespace anvil

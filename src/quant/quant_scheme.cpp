@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace anvil {
 namespace {
 
@@ -121,6 +123,30 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
   options.act_order = request.act_order;
   options.dynamic_groups = request.dynamic_groups;
   options.ignore = request.ignore;
+  const bool ggml = options.scheme == QuantScheme::Q8_0 || options.scheme == QuantScheme::Q4_0 ||
+                    options.scheme == QuantScheme::Q4_K;
+  if (ggml) {
+    options.output_type = options.scheme == QuantScheme::Q8_0 ? DType::Q8_0 : DType::Q6_K;
+    options.embedding_type = found->dtype;
+  }
+  auto head_type = [](const std::string& text, const char* option, std::optional<DType>& out, bool& given) -> Status {
+    if (text.empty()) return Status::ok();
+    given = true;
+    if (text == "keep") {
+      out.reset();
+      return Status::ok();
+    }
+    const std::optional<DType> dtype = dtype_from_name(text);
+    constexpr DType kWritable[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+    if (!dtype || std::find(std::begin(kWritable), std::end(kWritable), *dtype) == std::end(kWritable))
+      return Status::error(fmt::format("{} {}: use f32, f16, bf16, q8_0, q4_0, q4_k, q6_k or keep", option, text));
+    out = *dtype;
+    return Status::ok();
+  };
+  ANVIL_RETURN_IF_ERROR(
+      head_type(request.output_tensor_type, "--output-tensor-type", options.output_type, options.output_type_given));
+  ANVIL_RETURN_IF_ERROR(head_type(request.token_embedding_type, "--token-embedding-type", options.embedding_type,
+                                  options.embedding_type_given));
   return options;
 }
 

@@ -37,6 +37,15 @@ struct QuantizeOptions {
   // Linear weights to leave in their dtype (llm-compressor's `ignore`): a weight is skipped when
   // its name contains one of these strings ("ffn_down", "blk.0.").
   std::vector<std::string> ignore;
+  // The output layer (output.weight, or token_embd.weight when the embeddings are tied) and an
+  // untied token_embd.weight; nullopt keeps their dtype. By default the GGML schemes make what
+  // llama-quantize makes (output Q6_K, or Q8_0 under q8_0 and for rows that are not whole 256-blocks;
+  // an untied embedding in the scheme's type) and the others keep both, as vLLM / llm-compressor
+  // leave lm_head and the embeddings unquantized.
+  std::optional<DType> output_type, embedding_type;
+  // Asked for with --output-tensor-type / --token-embedding-type: a type the rows do not fit is an
+  // error then, where the default falls back as llama-quantize does.
+  bool output_type_given = false, embedding_type_given = false;
 
   // w4a16-gptq and w8a8 with SmoothQuant learn from calibration data.
   bool calibrated() const { return scheme == QuantScheme::W4A16Gptq || smoothquant; }
@@ -60,6 +69,8 @@ struct QuantizeRequest {
   std::optional<int64_t> calibration_samples;
   std::optional<int64_t> calibration_seq_len;
   std::vector<std::string> ignore;
+  std::string output_tensor_type;    // --output-tensor-type: a GGML/plain type name or "keep"; empty: default
+  std::string token_embedding_type;  // --token-embedding-type: the same
 };
 
 // Checks a request before any model is loaded: a known scheme, only the options that scheme

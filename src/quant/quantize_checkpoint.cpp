@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <optional>
 
 #include "compute/cpu/matmul.h"
 #include "core/weight_memory.h"
@@ -88,8 +90,10 @@ Status check_groups_fit(const Checkpoint& checkpoint, const QuantizeOptions& opt
                                    checkpoint.source, misfit->name, misfit->cols(), group, hint));
 }
 
-TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after, const std::vector<float>& w,
-                                    uint64_t bytes_before, ThreadPool& pool) {
+// Against `reference(r, out)`, row r of the source in f32.
+TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after,
+                                    const std::function<void(int64_t, float*)>& reference, uint64_t bytes_before,
+                                    ThreadPool& pool) {
   TensorQuantReport report;
   report.name = after.name;
   report.from = before.dtype;
@@ -101,11 +105,12 @@ TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after, c
   // Per-row partial sums, reduced afterwards (parallel_for ranges run on different threads).
   std::vector<double> err_sq(rows), ref_sq(rows), err_max(rows), ref_max(rows);
   pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(cols);
+    std::vector<float> row(cols), source(cols);
     for (int64_t r = begin; r < end; ++r) {
       weight_row_to_f32(after, r, row.data());
+      reference(r, source.data());
       for (int64_t c = 0; c < cols; ++c) {
-        const double ref = w[r * cols + c], err = static_cast<double>(row[c]) - ref;
+        const double ref = source[c], err = static_cast<double>(row[c]) - ref;
         err_sq[r] += err * err;
         ref_sq[r] += ref * ref;
         err_max[r] = std::max(err_max[r], std::fabs(err));
@@ -121,6 +126,56 @@ TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after, c
   report.relative_rms_error = r2 > 0 ? std::sqrt(e2 / r2) : std::sqrt(e2);
   report.normalized_max_error = rmax > 0 ? emax / rmax : emax;
   return report;
+}
+
+// Against w, the source in f32 (rows x cols).
+TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after, const std::vector<float>& w,
+                                    uint64_t bytes_before, ThreadPool& pool) {
+  const int64_t cols = after.cols();
+  auto reference = [&](int64_t r, float* out) { std::copy_n(w.data() + r * cols, cols, out); };
+  return round_trip_report(before, after, reference, bytes_before, pool);
+}
+
+// One of the output layer / embedding tensors to `wanted` (see QuantizeOptions::output_type).
+// Without `given`, rows that are not whole blocks of it fall back as llama-quantize does: Q8_0
+// when they are whole blocks of 32, else the tensor stays as it is.
+Status convert_head_tensor(Checkpoint& checkpoint, Tensor& tensor, std::optional<DType> wanted, bool given,
+                           const char* option, ThreadPool& pool, QuantizeReport& report) {
+  if (!wanted || tensor.dtype == *wanted) return Status::ok();
+  DType target = *wanted;
+  const int64_t cols = tensor.cols();
+  if (cols % dtype_info(target).block_elems != 0) {
+    if (given)
+      return Status::error(fmt::format("{} {}: tensor {} has rows of {} elements, not whole {}-element blocks",
+                                       option, dtype_info(target).name, tensor.name, cols,
+                                       dtype_info(target).block_elems));
+    if (cols % dtype_info(DType::Q8_0).block_elems != 0) return Status::ok();
+    target = DType::Q8_0;
+    if (tensor.dtype == target) return Status::ok();
+  }
+  const Tensor before = tensor;
+  ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, tensor, target, &pool));
+  // The source rows stay in checkpoint.storage (or the file mapping): compared row by row, so a
+  // vocabulary-sized matrix is never held in f32.
+  auto reference = [&](int64_t r, float* out) { weight_row_to_f32(before, r, out); };
+  report.head_tensors.push_back(round_trip_report(before, tensor, reference, stored_bytes(before), pool));
+  return Status::ok();
+}
+
+// The output layer (output.weight, or a tied token_embd.weight) and an untied token_embd.weight.
+Status convert_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
+                            QuantizeReport& report) {
+  auto embedding = checkpoint.tensors.find("token_embd.weight");
+  auto output = checkpoint.tensors.find("output.weight");
+  if (output != checkpoint.tensors.end())
+    ANVIL_RETURN_IF_ERROR(convert_head_tensor(checkpoint, output->second, options.output_type,
+                                              options.output_type_given, "--output-tensor-type", pool, report));
+  if (embedding == checkpoint.tensors.end()) return Status::ok();
+  if (output == checkpoint.tensors.end())  // tied: the embedding is the output layer
+    return convert_head_tensor(checkpoint, embedding->second, options.output_type, options.output_type_given,
+                               "--output-tensor-type", pool, report);
+  return convert_head_tensor(checkpoint, embedding->second, options.embedding_type, options.embedding_type_given,
+                             "--token-embedding-type", pool, report);
 }
 
 }  // namespace
@@ -193,6 +248,7 @@ Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const Quantiz
   }
   if (report.tensors.empty())
     return Status::error(checkpoint.source + ": no linear-layer weights (blk.N.attn_q.weight, ...) to quantize");
+  ANVIL_RETURN_IF_ERROR(convert_head_tensors(checkpoint, options, pool, report));
   for (const auto& [name, tensor] : checkpoint.tensors) report.checkpoint_bytes_after += stored_bytes(tensor);
   checkpoint.quantization = quantization_info(options);
   return report;
@@ -250,9 +306,17 @@ Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const Quantiz
             [](const TensorQuantReport& a, const TensorQuantReport& b) { return a.name < b.name; });
   if (report.tensors.empty())
     return Status::error(checkpoint.source + ": no linear-layer weights (blk.N.attn_q.weight, ...) to quantize");
+  ANVIL_RETURN_IF_ERROR(convert_head_tensors(checkpoint, options, pool, report));
   for (const auto& [name, tensor] : checkpoint.tensors) report.checkpoint_bytes_after += stored_bytes(tensor);
   checkpoint.quantization = quantization_info(options);
   return report;
+}
+
+Result<std::vector<TensorQuantReport>> quantize_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options,
+                                                             ThreadPool& pool) {
+  QuantizeReport report;
+  ANVIL_RETURN_IF_ERROR(convert_head_tensors(checkpoint, options, pool, report));
+  return std::move(report.head_tensors);
 }
 
 int64_t QuantizeReport::quantized_elements() const {

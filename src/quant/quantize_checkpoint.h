@@ -42,6 +42,9 @@ struct TensorQuantReport {
 
 struct QuantizeReport {
   std::vector<TensorQuantReport> tensors;  // the quantized ones, in name order
+  // The output layer and embeddings re-encoded by QuantizeOptions::output_type / embedding_type
+  // (not counted in the figures below, which are the linear weights').
+  std::vector<TensorQuantReport> head_tensors;
   uint64_t checkpoint_bytes_before = 0, checkpoint_bytes_after = 0;  // every tensor
   int64_t quantized_elements() const;
   uint64_t quantized_bytes_before() const;
@@ -86,5 +89,12 @@ std::vector<float> weight_to_f32(const Tensor& tensor, ThreadPool& pool);
 // checkpoint held it (its dtype and bytes go in the report).
 TensorQuantReport install_quantized(Checkpoint& checkpoint, Tensor& tensor, const Tensor& before, QuantizedMatrix q,
                                     const std::vector<float>& w, ThreadPool& pool);
+
+// The output layer (output.weight, or token_embd.weight when the embeddings are tied) and an
+// untied token_embd.weight to options.output_type / embedding_type (QuantizeOptions), as
+// quantize_checkpoint does after the linear weights; for callers that quantize a checkpoint in
+// parts (anvil bench quant). One report per tensor re-encoded.
+Result<std::vector<TensorQuantReport>> quantize_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options,
+                                                             ThreadPool& pool);
 
 }  // namespace anvil

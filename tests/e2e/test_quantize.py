@@ -558,11 +558,45 @@ class GgmlSchemes(unittest.TestCase):
         self.assertEqual(code, 0, err)
         q = gguf_tensors.read(path)
         self.assertEqual(q.tensors["blk.0.ffn_down.weight"].type_name, "Q4_K")
-        self.assertEqual(q.tensors["token_embd.weight"].type_name, "F32")
+        # As llama-quantize makes them: the output layer Q6_K, the (untied) embedding the scheme's type.
+        self.assertEqual(q.tensors["output.weight"].type_name, "Q6_K")
+        self.assertEqual(q.tensors["token_embd.weight"].type_name, "Q4_K")
+        self.assertIn("also:       output.weight F32 -> Q6_K", out)
         code, out, err = run("run", "--model", path, "--prompt-tokens", "1,2,3", "-n", "4", "--temp", "0",
                              "--print-token-ids")
         self.assertEqual(code, 0, err)
         self.assertEqual(len(out.strip().splitlines()[-1].split(",")), 4)
+
+
+    def test_output_and_embedding_types(self):
+        # tiny-llama3 ties its embeddings: token_embd.weight is the output layer. Its rows (64) are
+        # not whole Q6_K blocks, so the default falls back to Q8_0 as llama-quantize does.
+        path = tmp_path("tied-q4_0.gguf")
+        code, out, err = run("quantize", "--model", "dummy:tiny-llama3", "--scheme", "q4_0", "--out", path)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(gguf_tensors.read(path).tensors["token_embd.weight"].type_name, "Q8_0")
+        code, out, err = run("quantize", "--model", "dummy:tiny-llama3", "--scheme", "q4_0", "--output-tensor-type",
+                             "keep", "--out", path)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(gguf_tensors.read(path).tensors["token_embd.weight"].type_name, "F32")
+        code, out, err = run("quantize", "--model", "dummy:tiny-llama", "--scheme", "w8a8", "--output-tensor-type",
+                             "q8_0", "--token-embedding-type", "f16", "--out", path)
+        self.assertEqual(code, 0, err)
+        q = gguf_tensors.read(path)
+        self.assertEqual(q.tensors["output.weight"].type_name, "Q8_0")
+        self.assertEqual(q.tensors["token_embd.weight"].type_name, "F16")
+        code, out, err = run("run", "--model", path, "--prompt-tokens", "1,2,3", "-n", "4", "--temp", "0",
+                             "--print-token-ids")
+        self.assertEqual(code, 0, err)
+        code, _, err = run("quantize", "--model", "dummy:tiny-llama3", "--scheme", "q4_0", "--output-tensor-type",
+                           "q6_k", "--out", tmp_path("never.gguf"))
+        self.assertEqual(code, 1)
+        self.assertIn("--output-tensor-type Q6_K: tensor token_embd.weight has rows of 64 elements, not whole "
+                      "256-element blocks", err)
+        code, _, err = run("quantize", "--model", "dummy:tiny-llama", "--scheme", "q4_0", "--token-embedding-type",
+                           "q5_k", "--out", tmp_path("never.gguf"))
+        self.assertEqual(code, 1)
+        self.assertIn("--token-embedding-type q5_k: use f32, f16, bf16, q8_0, q4_0, q4_k, q6_k or keep", err)
 
 
 def main():

@@ -64,6 +64,10 @@ void print_summary(const QuantizeReport& report, const QuantizationInfo& info, c
              report.checkpoint_bytes_after / 1048576.0);
   fmt::print("error:      relative RMS round-trip error max {:.3e}, mean {:.3e}; max |error| / max |w| {:.3e}\n",
              report.max_relative_rms_error(), report.mean_relative_rms_error(), report.max_normalized_max_error());
+  for (const TensorQuantReport& t : report.head_tensors)
+    fmt::print("also:       {} {} -> {}, {:.2f} MiB -> {:.2f} MiB, relative RMS round-trip error {:.3e}\n", t.name,
+               dtype_name(t.from), dtype_name(t.to), t.bytes_before / 1048576.0, t.bytes_after / 1048576.0,
+               t.relative_rms_error);
   if (report.mean_output_error() >= 0)
     fmt::print("output:     relative output error on the calibration inputs, mean over tensors {:.3e} "
                "(round-to-nearest: {:.3e})\n",
@@ -203,6 +207,13 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--ignore", options->request.ignore,
                   "Leave the linear weights whose names contain this string unquantized (repeatable; e.g. ffn_down, "
                   "blk.0.)");
+  cmd->add_option("--output-tensor-type", options->request.output_tensor_type,
+                  "Type of the output layer (output.weight, or token_embd.weight when tied): f32, f16, bf16, q8_0, "
+                  "q4_0, q4_k, q6_k or keep (default: q6_k for q4_0/q4_k and q8_0 for q8_0, as llama-quantize; "
+                  "keep for the other schemes, as llm-compressor)");
+  cmd->add_option("--token-embedding-type", options->request.token_embedding_type,
+                  "Type of an untied token_embd.weight: the same choices (default: the type of q8_0/q4_0/q4_k; keep "
+                  "for the other schemes)");
   cmd->add_option("-t,--threads", options->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->callback([options, &exit_code] { exit_code = quantize(*options); });
 }

@@ -172,6 +172,115 @@ TEST(QuantizeOptions, RefusesOptionsTheSchemeDoesNotTake) {
   EXPECT_NE(error(request("w4a16-rtn", 48)).find("must be 32, 64 or 128"), std::string::npos);
 }
 
+// The output layer and the embeddings: llama-quantize's choices for the GGML schemes, kept
+// (llm-compressor's lm_head ignore) for the others, and what --output-tensor-type /
+// --token-embedding-type ask for.
+TEST(QuantizeOptions, OutputAndEmbeddingTypesFollowLlamaQuantizeForTheGgmlSchemes) {
+  auto options = [](std::string scheme, std::string output = "", std::string embedding = "") {
+    QuantizeRequest r;
+    r.scheme = std::move(scheme);
+    r.output_tensor_type = std::move(output);
+    r.token_embedding_type = std::move(embedding);
+    return make_quantize_options(r);
+  };
+  for (const char* scheme : {"q4_0", "q4_k"}) {
+    Result<QuantizeOptions> o = options(scheme);
+    ASSERT_TRUE(o.is_ok()) << o.status().message();
+    EXPECT_EQ(o->output_type, DType::Q6_K) << scheme;
+    EXPECT_EQ(o->embedding_type, quant_scheme_dtype(o->scheme)) << scheme;
+    EXPECT_FALSE(o->output_type_given || o->embedding_type_given);
+  }
+  EXPECT_EQ(options("q8_0")->output_type, DType::Q8_0);
+  EXPECT_EQ(options("q8_0")->embedding_type, DType::Q8_0);
+  for (const char* scheme : {"fp8", "fp8-dynamic", "w8a8", "w4a16-rtn"}) {
+    EXPECT_FALSE(options(scheme)->output_type.has_value()) << scheme;
+    EXPECT_FALSE(options(scheme)->embedding_type.has_value()) << scheme;
+  }
+  Result<QuantizeOptions> asked = options("q4_0", "keep", "q8_0");
+  ASSERT_TRUE(asked.is_ok()) << asked.status().message();
+  EXPECT_FALSE(asked->output_type.has_value());
+  EXPECT_TRUE(asked->output_type_given);
+  EXPECT_EQ(asked->embedding_type, DType::Q8_0);
+  EXPECT_TRUE(asked->embedding_type_given);
+  EXPECT_EQ(options("fp8", "bf16")->output_type, DType::BF16);
+  EXPECT_NE(options("q4_0", "q5_k").status().message().find(
+                "--output-tensor-type q5_k: use f32, f16, bf16, q8_0, q4_0, q4_k, q6_k or keep"),
+            std::string::npos)
+      << options("q4_0", "q5_k").status().message();
+  EXPECT_NE(options("q4_0", "", "i8").status().message().find("--token-embedding-type i8: use"), std::string::npos);
+}
+
+TEST(QuantizeCheckpoint, OutputLayerAndEmbeddingTakeTheirTypes) {
+  ThreadPool pool(2);
+  QuantizeOptions q4 = options_for(QuantScheme::Q4_0);
+  q4.output_type = DType::Q6_K;
+  q4.embedding_type = DType::Q4_0;
+  {
+    // Untied (tiny-llama): rows of 64 are not whole Q6_K blocks, so the output layer falls back
+    // to Q8_0 as llama-quantize's does; the embedding takes the scheme's type.
+    Checkpoint ckpt = tiny();
+    const std::vector<float> output_before = rows_f32(ckpt.tensors.at("output.weight"));
+    Result<QuantizeReport> report = quantize_checkpoint(ckpt, q4, pool);
+    ASSERT_TRUE(report.is_ok()) << report.status().message();
+    EXPECT_EQ(ckpt.tensors.at("output.weight").dtype, DType::Q8_0);
+    EXPECT_EQ(ckpt.tensors.at("token_embd.weight").dtype, DType::Q4_0);
+    ASSERT_EQ(report->head_tensors.size(), 2u);
+    EXPECT_EQ(report->tensors.size(), 2u * 7);  // the linear-weight figures leave them out
+    for (const TensorQuantReport& t : report->head_tensors) {
+      EXPECT_EQ(t.from, DType::F32) << t.name;
+      EXPECT_GT(t.relative_rms_error, 0.0) << t.name;
+      EXPECT_LT(t.relative_rms_error, t.to == DType::Q8_0 ? 0.006 : 0.1) << t.name;
+    }
+    // The round-trip error is against the source rows: recompute it for the output layer.
+    const std::vector<float> output_after = rows_f32(ckpt.tensors.at("output.weight"));
+    double e2 = 0, r2 = 0;
+    for (size_t i = 0; i < output_after.size(); ++i) {
+      e2 += (output_after[i] - output_before[i]) * static_cast<double>(output_after[i] - output_before[i]);
+      r2 += output_before[i] * static_cast<double>(output_before[i]);
+    }
+    const auto output_report = std::find_if(report->head_tensors.begin(), report->head_tensors.end(),
+                                            [](const TensorQuantReport& t) { return t.name == "output.weight"; });
+    ASSERT_NE(output_report, report->head_tensors.end());
+    EXPECT_NEAR(output_report->relative_rms_error, std::sqrt(e2 / r2), 1e-9);
+    EXPECT_FALSE(last_logits(std::make_shared<const Checkpoint>(ckpt)).empty());
+  }
+  {
+    // Tied (tiny-llama3): the embedding is the output layer and takes the output type.
+    Result<Checkpoint> loaded = load_checkpoint("dummy:tiny-llama3");
+    ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+    Checkpoint ckpt = std::move(loaded).value();
+    ASSERT_EQ(ckpt.tensors.count("output.weight"), 0u);
+    QuantizeOptions q8 = q4;
+    q8.output_type = DType::Q8_0;
+    Result<QuantizeReport> report = quantize_checkpoint(ckpt, q8, pool);
+    ASSERT_TRUE(report.is_ok()) << report.status().message();
+    EXPECT_EQ(ckpt.tensors.at("token_embd.weight").dtype, DType::Q8_0);
+    ASSERT_EQ(report->head_tensors.size(), 1u);
+    EXPECT_FALSE(last_logits(std::make_shared<const Checkpoint>(ckpt)).empty());
+  }
+  {
+    // Asked for: a type the rows do not fit is an error, not a fallback.
+    Checkpoint ckpt = tiny();
+    QuantizeOptions asked = q4;
+    asked.output_type_given = true;
+    Result<QuantizeReport> report = quantize_checkpoint(ckpt, asked, pool);
+    ASSERT_FALSE(report.is_ok());
+    EXPECT_NE(report.status().message().find("--output-tensor-type Q6_K: tensor output.weight has rows of 64 elements, "
+                                             "not whole 256-element blocks"),
+              std::string::npos)
+        << report.status().message();
+  }
+  {
+    // Kept (the non-GGML schemes' default): untouched, not reported.
+    Checkpoint ckpt = tiny();
+    Result<QuantizeReport> report = quantize_checkpoint(ckpt, options_for(QuantScheme::W8A8), pool);
+    ASSERT_TRUE(report.is_ok()) << report.status().message();
+    EXPECT_TRUE(report->head_tensors.empty());
+    EXPECT_EQ(ckpt.tensors.at("output.weight").dtype, DType::F32);
+    EXPECT_EQ(ckpt.tensors.at("token_embd.weight").dtype, DType::F32);
+  }
+}
+
 TEST(QuantizeOptions, CalibratedSchemesAndTheirOptions) {
   QuantizeRequest gptq;
   gptq.scheme = "w4a16-gptq";
