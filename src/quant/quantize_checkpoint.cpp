@@ -162,20 +162,52 @@ Status convert_head_tensor(Checkpoint& checkpoint, Tensor& tensor, std::optional
   return Status::ok();
 }
 
-// The output layer (output.weight, or a tied token_embd.weight) and an untied token_embd.weight.
-Status convert_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
-                            QuantizeReport& report) {
+// What one of the output layer / embedding tensors is to become: its type, whether the user
+// asked for it, and the option that did.
+struct HeadTarget {
+  Tensor* tensor;
+  std::optional<DType> type;
+  bool given;
+  const char* option;
+};
+
+// The output layer (output.weight) and token_embd.weight. Tied (no output.weight), the embedding is
+// the output layer and takes the output type, unless --token-embedding-type asks for one (as in
+// llama-quantize, where that option wins).
+std::vector<HeadTarget> head_targets(Checkpoint& checkpoint, const QuantizeOptions& options) {
+  std::vector<HeadTarget> targets;
   auto embedding = checkpoint.tensors.find("token_embd.weight");
   auto output = checkpoint.tensors.find("output.weight");
-  if (output != checkpoint.tensors.end())
-    ANVIL_RETURN_IF_ERROR(convert_head_tensor(checkpoint, output->second, options.output_type,
-                                              options.output_type_given, "--output-tensor-type", pool, report));
-  if (embedding == checkpoint.tensors.end()) return Status::ok();
-  if (output == checkpoint.tensors.end())  // tied: the embedding is the output layer
-    return convert_head_tensor(checkpoint, embedding->second, options.output_type, options.output_type_given,
-                               "--output-tensor-type", pool, report);
-  return convert_head_tensor(checkpoint, embedding->second, options.embedding_type, options.embedding_type_given,
-                             "--token-embedding-type", pool, report);
+  const bool tied = output == checkpoint.tensors.end();
+  if (!tied)
+    targets.push_back({&output->second, options.output_type, options.output_type_given, "--output-tensor-type"});
+  if (embedding == checkpoint.tensors.end()) return targets;
+  if (tied && !options.embedding_type_given)
+    targets.push_back({&embedding->second, options.output_type, options.output_type_given, "--output-tensor-type"});
+  else
+    targets.push_back(
+        {&embedding->second, options.embedding_type, options.embedding_type_given, "--token-embedding-type"});
+  return targets;
+}
+
+// A type the user asked for that the rows do not fit, before any work (a calibrated scheme may run
+// for hours before the output layer's turn).
+Status check_head_types_fit(Checkpoint& checkpoint, const QuantizeOptions& options) {
+  for (const HeadTarget& t : head_targets(checkpoint, options)) {
+    if (!t.type || !t.given || t.tensor->dtype == *t.type) continue;
+    const int64_t block = dtype_info(*t.type).block_elems;
+    if (t.tensor->cols() % block != 0)
+      return Status::error(fmt::format("{} {}: tensor {} has rows of {} elements, not whole {}-element blocks",
+                                       t.option, dtype_info(*t.type).name, t.tensor->name, t.tensor->cols(), block));
+  }
+  return Status::ok();
+}
+
+Status convert_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
+                            QuantizeReport& report) {
+  for (const HeadTarget& t : head_targets(checkpoint, options))
+    ANVIL_RETURN_IF_ERROR(convert_head_tensor(checkpoint, *t.tensor, t.type, t.given, t.option, pool, report));
+  return Status::ok();
 }
 
 }  // namespace
@@ -226,6 +258,7 @@ Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const Quantiz
     if (quantizes(name, options)) total += static_cast<uint64_t>(tensor.numel());
   }
   ANVIL_RETURN_IF_ERROR(check_ignore_patterns(checkpoint, options));
+  ANVIL_RETURN_IF_ERROR(check_head_types_fit(checkpoint, options));
   if (options.scheme == QuantScheme::W4A16Rtn) ANVIL_RETURN_IF_ERROR(check_groups_fit(checkpoint, options));
   const DType target = quant_scheme_dtype(options.scheme);
   for (auto& [name, tensor] : checkpoint.tensors) {
@@ -240,7 +273,7 @@ Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const Quantiz
                                                                 tensor.rows(), tensor.cols(), options, pool));
       report.tensors.push_back(install_quantized(checkpoint, tensor, before, std::move(q), w, pool));
     } else {
-      ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, tensor, target));
+      ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, tensor, target, &pool));
       report.tensors.push_back(round_trip_report(before, tensor, w, stored_bytes(before), pool));
     }
     done += static_cast<uint64_t>(tensor.numel());
@@ -281,6 +314,7 @@ Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const Quantiz
     if (on_layer) on_layer(layer, n_layers, report);
   };
   ANVIL_RETURN_IF_ERROR(check_ignore_patterns(checkpoint, options));
+  ANVIL_RETURN_IF_ERROR(check_head_types_fit(checkpoint, options));
   if (options.scheme == QuantScheme::W4A16Gptq) {
     ANVIL_RETURN_IF_ERROR(check_groups_fit(checkpoint, options));
     ANVIL_RETURN_IF_ERROR(gptq_quantize_layers(checkpoint, options, calibration, pool, report, layer_done));

@@ -1,4 +1,5 @@
-// Quantizing a whole checkpoint: the linear layers' weights by one scheme, with a report of sizes
+// Quantizing a whole checkpoint: the linear layers' weights by one scheme (and the output layer and
+// embeddings as the scheme's ecosystem does, QuantizeOptions::output_type), with a report of sizes
 // and round-trip errors (what `anvil quantize` runs before writing GGUF).
 #pragma once
 
@@ -43,7 +44,8 @@ struct TensorQuantReport {
 struct QuantizeReport {
   std::vector<TensorQuantReport> tensors;  // the quantized ones, in name order
   // The output layer and embeddings re-encoded by QuantizeOptions::output_type / embedding_type
-  // (not counted in the figures below, which are the linear weights').
+  // (left out of the quantized_* / bits_per_weight / error figures, which are the linear weights';
+  // in checkpoint_bytes_before / after).
   std::vector<TensorQuantReport> head_tensors;
   uint64_t checkpoint_bytes_before = 0, checkpoint_bytes_after = 0;  // every tensor
   int64_t quantized_elements() const;
@@ -65,7 +67,9 @@ struct QuantizeReport {
 using LayerProgressCallback = std::function<void(int64_t layer, int64_t n_layers, const QuantizeReport& so_far)>;
 
 // Replaces each linear weight of `checkpoint` by its quantized form (new bytes and scales owned
-// by checkpoint.storage) and sets checkpoint.quantization. The source may be any loadable dtype,
+// by checkpoint.storage), then the output layer and embeddings by options.output_type /
+// embedding_type (a type asked for that their rows do not fit fails before anything is done), and
+// sets checkpoint.quantization. The source may be any loadable dtype,
 // scaled ones included (dequantized with their scales first). `progress` counts elements.
 // Calibrated schemes (options.calibrated()) need the overload with a calibration set.
 Result<QuantizeReport> quantize_checkpoint(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,

@@ -579,6 +579,16 @@ class GgmlSchemes(unittest.TestCase):
                              "keep", "--out", path)
         self.assertEqual(code, 0, err)
         self.assertEqual(gguf_tensors.read(path).tensors["token_embd.weight"].type_name, "F32")
+        # Tied, --token-embedding-type wins for the shared tensor, as in llama-quantize.
+        code, out, err = run("quantize", "--model", "dummy:tiny-llama3", "--scheme", "q4_0", "--token-embedding-type",
+                             "f16", "--out", path)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(gguf_tensors.read(path).tensors["token_embd.weight"].type_name, "F16")
+        # Quantized at load the same way (run -q).
+        code, out, err = run("run", "--model", "dummy:tiny-llama3", "-q", "q4_0", "--prompt-tokens", "1,2,3", "-n",
+                             "2", "--temp", "0", "--print-token-ids")
+        self.assertEqual(code, 0, err)
+        self.assertIn("token_embd.weight F32 -> Q8_0", err)
         code, out, err = run("quantize", "--model", "dummy:tiny-llama", "--scheme", "w8a8", "--output-tensor-type",
                              "q8_0", "--token-embedding-type", "f16", "--out", path)
         self.assertEqual(code, 0, err)

@@ -1,5 +1,6 @@
 // anvil quantize: a model's linear layers to fp8 / fp8-dynamic / w8a8 (optionally SmoothQuant) /
-// w4a16-rtn / w4a16-gptq (or GGML q8_0/q4_0/q4_k), as GGUF.
+// w4a16-rtn / w4a16-gptq (or GGML q8_0/q4_0/q4_k, with the output layer and embeddings as
+// llama-quantize makes them), as GGUF.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -170,7 +171,8 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<QuantizeCliOptions>();
   CLI::App* cmd = app.add_subcommand("quantize",
                                      "Quantize a model's linear layers (fp8, fp8-dynamic, w8a8, w8a8 SmoothQuant, "
-                                     "w4a16-rtn, w4a16-gptq, q8_0, q4_0, q4_k) into a GGUF file");
+                                     "w4a16-rtn, w4a16-gptq, q8_0, q4_0, q4_k; the GGML types also the output "
+                                     "layer and embeddings) into a GGUF file");
   cmd->add_option("-m,--model", options->model,
                   "GGUF file, Hugging Face directory, llama2.c checkpoint, or dummy:<preset>[:dtype]")
       ->required();
@@ -212,8 +214,8 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
                   "q4_0, q4_k, q6_k or keep (default: q6_k for q4_0/q4_k and q8_0 for q8_0, as llama-quantize; "
                   "keep for the other schemes, as llm-compressor)");
   cmd->add_option("--token-embedding-type", options->request.token_embedding_type,
-                  "Type of an untied token_embd.weight: the same choices (default: the type of q8_0/q4_0/q4_k; keep "
-                  "for the other schemes)");
+                  "Type of token_embd.weight: the same choices (default: untied, the type of q8_0/q4_0/q4_k, keep "
+                  "for the other schemes; tied, the output layer's)");
   cmd->add_option("-t,--threads", options->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->callback([options, &exit_code] { exit_code = quantize(*options); });
 }

@@ -28,12 +28,15 @@ Status apply_online_quantization(Checkpoint& checkpoint, const QuantizeOptions& 
   progress.finish();
   if (!report) return report.status().with_context("--quantization");
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string head;  // the output layer / embeddings of the GGML schemes
+  for (const TensorQuantReport& t : report->head_tensors)
+    head += fmt::format(", {} {} -> {}", t.name, dtype_name(t.from), dtype_name(t.to));
   fmt::print(stderr,
              "anvil: quantized {} linear weights to {} in {:.1f} s: {:.2f} bits per weight, {:.1f} -> {:.1f} MiB, "
-             "mean relative RMS error {:.2e}\n",
+             "mean relative RMS error {:.2e}{}\n",
              report->tensors.size(), quant_scheme_name(options.scheme), seconds, report->bits_per_weight(),
              report->quantized_bytes_before() / 1048576.0, report->quantized_bytes_after() / 1048576.0,
-             report->mean_relative_rms_error());
+             report->mean_relative_rms_error(), head);
   return Status::ok();
 }
 

@@ -257,9 +257,18 @@ TEST(QuantizeCheckpoint, OutputLayerAndEmbeddingTakeTheirTypes) {
     EXPECT_EQ(ckpt.tensors.at("token_embd.weight").dtype, DType::Q8_0);
     ASSERT_EQ(report->head_tensors.size(), 1u);
     EXPECT_FALSE(last_logits(std::make_shared<const Checkpoint>(ckpt)).empty());
+    // --token-embedding-type, when given, wins for the shared tensor (as in llama-quantize).
+    Result<Checkpoint> again = load_checkpoint("dummy:tiny-llama3");
+    ASSERT_TRUE(again.is_ok());
+    QuantizeOptions embedding_asked = q8;
+    embedding_asked.embedding_type = DType::F16;
+    embedding_asked.embedding_type_given = true;
+    ASSERT_TRUE(quantize_checkpoint(*again, embedding_asked, pool).is_ok());
+    EXPECT_EQ(again->tensors.at("token_embd.weight").dtype, DType::F16);
   }
   {
-    // Asked for: a type the rows do not fit is an error, not a fallback.
+    // Asked for: a type the rows do not fit is an error, not a fallback, found before any weight
+    // is quantized.
     Checkpoint ckpt = tiny();
     QuantizeOptions asked = q4;
     asked.output_type_given = true;
@@ -269,6 +278,7 @@ TEST(QuantizeCheckpoint, OutputLayerAndEmbeddingTakeTheirTypes) {
                                              "not whole 256-element blocks"),
               std::string::npos)
         << report.status().message();
+    EXPECT_EQ(ckpt.tensors.at("blk.0.attn_q.weight").dtype, DType::F32);
   }
   {
     // Kept (the non-GGML schemes' default): untouched, not reported.

@@ -106,6 +106,11 @@ inline void row_dot_scores(const float* qn, int64_t hd, const float* const* krow
 // 128-bit halves), in both halves.
 inline __m256 max_over_keys(__m256 v) { return _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
 inline __m256 sum_over_keys(__m256 v) { return _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
+// The 4 rows' values at p (no alignment assumed) in both 128-bit halves.
+inline __m256 rows_in_both_halves(const float* p) {
+  const __m128 v = _mm_loadu_ps(p);
+  return _mm256_set_m128(v, v);
+}
 
 // The online-softmax step of a row-dot call over row_dot_scores' compact tile: the keys j0 ..
 // j0 + nk - 1, 2 keys x 4 rows per vector, so a tile of 32 keys takes 16 exponentials of 8 lanes
@@ -116,8 +121,7 @@ inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, c
                             float* m, float* l, float* alpha) {
   using V = Simd<8>;
   const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-  const __m256 lov = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(lo));
-  const __m256 hiv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(hi));
+  const __m256 lov = rows_in_both_halves(lo), hiv = rows_in_both_halves(hi);
   const __m256 key_of_lane = _mm256_setr_ps(0, 0, 0, 0, 1, 1, 1, 1);
   const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t vectors = (nk + 1) / 2;
@@ -134,7 +138,7 @@ inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, c
     _mm256_storeu_ps(s + 8 * v, sv);
     tile_max = _mm256_max_ps(tile_max, sv);
   }
-  const __m256 m_old = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m));
+  const __m256 m_old = rows_in_both_halves(m);
   const __m256 m_new = _mm256_max_ps(m_old, max_over_keys(tile_max));
   // A row that has seen only masked keys keeps max -inf; subtract 0 instead (see the kernel).
   const __m256 m_safe = _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
@@ -145,7 +149,7 @@ inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, c
     _mm256_storeu_ps(s + 8 * v, p);
     sum = _mm256_add_ps(sum, p);
   }
-  const __m256 l_new = _mm256_fmadd_ps(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(l)), resc, sum_over_keys(sum));
+  const __m256 l_new = _mm256_fmadd_ps(rows_in_both_halves(l), resc, sum_over_keys(sum));
   _mm_storeu_ps(l, _mm256_castps256_ps128(l_new));
   _mm_storeu_ps(m, _mm256_castps256_ps128(m_new));
   _mm_storeu_ps(alpha, _mm256_castps256_ps128(resc));
