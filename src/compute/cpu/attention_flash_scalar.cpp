@@ -22,10 +22,11 @@ inline void tile_row_from_i8(const int8_t* src, float scale, float* dst, int64_t
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
 }
 
-// No decode row-dot scorer at this width (attention_flash.inc's kRowDotScores).
+// No decode row-dot scorer at this width (attention_flash.inc's kRowDotScores): the row-dot code
+// is never instantiated here and needs only these names.
 constexpr bool kRowDotScores = false;
 inline void row_dot_scores(const float*, int64_t, const float* const*, int64_t, float*) {}
-inline void row_dot_softmax(float*, int64_t, int64_t, bool, const float*, const float*, float*, float*, float*) {}
+inline float rows_in_each_group(const float* p) { return *p; }
 
 #include "compute/cpu/vector_ops_simd.inc"
 #include "compute/cpu/attention_flash.inc"

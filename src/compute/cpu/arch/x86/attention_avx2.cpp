@@ -102,57 +102,14 @@ inline void row_dot_scores(const float* qn, int64_t hd, const float* const* krow
 
 #include "compute/cpu/vector_ops_simd.inc"
 
-// Each row's value of v (lane i: row i % 4) reduced over the 2 keys of the vector (the two
-// 128-bit halves), in both halves.
+// row_dot_softmax's lane groups (attention_flash.inc): each row's value of v (lane i: row i % 4)
+// reduced over the 2 keys of the vector (the two 128-bit halves), in both halves; and p[0..3] (no
+// alignment assumed) in both halves.
 inline __m256 max_over_keys(__m256 v) { return _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
 inline __m256 sum_over_keys(__m256 v) { return _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 0x01)); }
-// The 4 rows' values at p (no alignment assumed) in both 128-bit halves.
-inline __m256 rows_in_both_halves(const float* p) {
+inline __m256 rows_in_each_group(const float* p) {
   const __m128 v = _mm_loadu_ps(p);
   return _mm256_set_m128(v, v);
-}
-
-// The online-softmax step of a row-dot call over row_dot_scores' compact tile: the keys j0 ..
-// j0 + nk - 1, 2 keys x 4 rows per vector, so a tile of 32 keys takes 16 exponentials of 8 lanes
-// where the rows-along-lanes layout took 32 with 4 lanes in use. Same per-element arithmetic as
-// attention_flash.inc's online_softmax_step (masked scores -inf, probabilities e^(s - max)); each
-// row's sum adds its keys in another order. Lanes past nk are -inf, so their probabilities are 0.
-inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, const float* lo, const float* hi,
-                            float* m, float* l, float* alpha) {
-  using V = Simd<8>;
-  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-  const __m256 lov = rows_in_both_halves(lo), hiv = rows_in_both_halves(hi);
-  const __m256 key_of_lane = _mm256_setr_ps(0, 0, 0, 0, 1, 1, 1, 1);
-  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-  const int64_t vectors = (nk + 1) / 2;
-  __m256 tile_max = neg_inf;
-  for (int64_t v = 0; v < vectors; ++v) {
-    __m256 sv = _mm256_loadu_ps(s + 8 * v);
-    const int64_t live = 4 * nk - 8 * v;  // lanes holding keys < nk
-    if (live < 8) sv = _mm256_blendv_ps(neg_inf, sv, _mm256_cmp_ps(lane, _mm256_set1_ps(static_cast<float>(live)), _CMP_LT_OQ));
-    if (needs_mask) {
-      const __m256 key = _mm256_add_ps(_mm256_set1_ps(static_cast<float>(j0 + 2 * v)), key_of_lane);
-      const __m256 hidden = _mm256_or_ps(_mm256_cmp_ps(key, lov, _CMP_LT_OQ), _mm256_cmp_ps(key, hiv, _CMP_GT_OQ));
-      sv = _mm256_blendv_ps(sv, neg_inf, hidden);
-    }
-    _mm256_storeu_ps(s + 8 * v, sv);
-    tile_max = _mm256_max_ps(tile_max, sv);
-  }
-  const __m256 m_old = rows_in_both_halves(m);
-  const __m256 m_new = _mm256_max_ps(m_old, max_over_keys(tile_max));
-  // A row that has seen only masked keys keeps max -inf; subtract 0 instead (see the kernel).
-  const __m256 m_safe = _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
-  const __m256 resc = exp_poly<8>(V::F(m_old) - V::F(m_safe));
-  __m256 sum = _mm256_setzero_ps();
-  for (int64_t v = 0; v < vectors; ++v) {
-    const __m256 p = exp_poly<8>(V::F(_mm256_loadu_ps(s + 8 * v)) - V::F(m_safe));
-    _mm256_storeu_ps(s + 8 * v, p);
-    sum = _mm256_add_ps(sum, p);
-  }
-  const __m256 l_new = _mm256_fmadd_ps(rows_in_both_halves(l), resc, sum_over_keys(sum));
-  _mm_storeu_ps(l, _mm256_castps256_ps128(l_new));
-  _mm_storeu_ps(m, _mm256_castps256_ps128(m_new));
-  _mm_storeu_ps(alpha, _mm256_castps256_ps128(resc));
 }
 
 #include "compute/cpu/attention_flash.inc"

@@ -96,8 +96,9 @@ inline void row_dot_scores(const float* qn, int64_t hd, const float* const* krow
 
 #include "compute/cpu/vector_ops_simd.inc"
 
-// Each row's value of v (lane i: row i % 4) reduced over the 4 keys of the vector (the four
-// 128-bit lanes), in every 128-bit lane.
+// row_dot_softmax's lane groups (attention_flash.inc): each row's value of v (lane i: row i % 4)
+// reduced over the 4 keys of the vector (the four 128-bit lanes), in every 128-bit lane; and p[0..3]
+// in every 128-bit lane.
 inline __m512 max_over_keys(__m512 v) {
   v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
   return _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
@@ -106,48 +107,7 @@ inline __m512 sum_over_keys(__m512 v) {
   v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
   return _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
 }
-
-// The online-softmax step of a row-dot call over row_dot_scores' compact tile: the keys j0 ..
-// j0 + nk - 1, 4 keys x 4 rows per vector, so a tile of 32 keys takes 8 exponentials of 16 lanes
-// where the rows-along-lanes layout took 32 with 4 lanes in use. Same per-element arithmetic as
-// attention_flash.inc's online_softmax_step (masked scores -inf, probabilities e^(s - max)); each row's sum adds
-// its keys in another order. Lanes past nk are -inf, so their probabilities are 0.
-inline void row_dot_softmax(float* s, int64_t nk, int64_t j0, bool needs_mask, const float* lo, const float* hi,
-                            float* m, float* l, float* alpha) {
-  using V = Simd<16>;
-  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-  const __m512 lov = _mm512_broadcast_f32x4(_mm_loadu_ps(lo)), hiv = _mm512_broadcast_f32x4(_mm_loadu_ps(hi));
-  const __m512 key_of_lane = _mm512_setr_ps(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  const int64_t vectors = (nk + 3) / 4;
-  __m512 tile_max = neg_inf;
-  for (int64_t v = 0; v < vectors; ++v) {
-    __m512 sv = _mm512_loadu_ps(s + 16 * v);
-    const int64_t live = 4 * nk - 16 * v;  // lanes holding keys < nk
-    if (live < 16) sv = _mm512_mask_mov_ps(neg_inf, static_cast<__mmask16>((1u << live) - 1), sv);
-    if (needs_mask) {
-      const __m512 key = _mm512_add_ps(_mm512_set1_ps(static_cast<float>(j0 + 4 * v)), key_of_lane);
-      const __mmask16 hidden = _mm512_cmp_ps_mask(key, lov, _CMP_LT_OQ) | _mm512_cmp_ps_mask(key, hiv, _CMP_GT_OQ);
-      sv = _mm512_mask_mov_ps(sv, hidden, neg_inf);
-    }
-    _mm512_storeu_ps(s + 16 * v, sv);
-    tile_max = _mm512_max_ps(tile_max, sv);
-  }
-  const __m512 m_old = _mm512_broadcast_f32x4(_mm_loadu_ps(m));
-  const __m512 m_new = _mm512_max_ps(m_old, max_over_keys(tile_max));
-  // A row that has seen only masked keys keeps max -inf; subtract 0 instead (see the kernel).
-  const __m512 m_safe = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
-  const __m512 resc = exp_poly<16>(V::F(m_old) - V::F(m_safe));
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t v = 0; v < vectors; ++v) {
-    const __m512 p = exp_poly<16>(V::F(_mm512_loadu_ps(s + 16 * v)) - V::F(m_safe));
-    _mm512_storeu_ps(s + 16 * v, p);
-    sum = _mm512_add_ps(sum, p);
-  }
-  const __m512 l_new = _mm512_fmadd_ps(_mm512_broadcast_f32x4(_mm_loadu_ps(l)), resc, sum_over_keys(sum));
-  _mm_storeu_ps(l, _mm512_castps512_ps128(l_new));
-  _mm_storeu_ps(m, _mm512_castps512_ps128(m_new));
-  _mm_storeu_ps(alpha, _mm512_castps512_ps128(resc));
-}
+inline __m512 rows_in_each_group(const float* p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
 
 #include "compute/cpu/attention_flash.inc"
 
