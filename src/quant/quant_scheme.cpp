@@ -3,8 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-
 namespace anvil {
 namespace {
 
@@ -136,9 +134,9 @@ Result<QuantizeOptions> make_quantize_options(const QuantizeRequest& request) {
       out.reset();
       return Status::ok();
     }
+    // The types convert_tensor_dtype writes: an encoder, and no scales apart from the codes.
     const std::optional<DType> dtype = dtype_from_name(text);
-    constexpr DType kWritable[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
-    if (!dtype || std::find(std::begin(kWritable), std::end(kWritable), *dtype) == std::end(kWritable))
+    if (!dtype || !dtype_info(*dtype).from_float || dtype_info(*dtype).external_scales)
       return Status::error(fmt::format("{} {}: use f32, f16, bf16, q8_0, q4_0, q4_k, q6_k or keep", option, text));
     out = *dtype;
     return Status::ok();

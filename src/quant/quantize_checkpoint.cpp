@@ -136,33 +136,7 @@ TensorQuantReport round_trip_report(const Tensor& before, const Tensor& after, c
   return round_trip_report(before, after, reference, bytes_before, pool);
 }
 
-// One of the output layer / embedding tensors to `wanted` (see QuantizeOptions::output_type).
-// Without `given`, rows that are not whole blocks of it fall back as llama-quantize does: Q8_0
-// when they are whole blocks of 32, else the tensor stays as it is.
-Status convert_head_tensor(Checkpoint& checkpoint, Tensor& tensor, std::optional<DType> wanted, bool given,
-                           const char* option, ThreadPool& pool, QuantizeReport& report) {
-  if (!wanted || tensor.dtype == *wanted) return Status::ok();
-  DType target = *wanted;
-  const int64_t cols = tensor.cols();
-  if (cols % dtype_info(target).block_elems != 0) {
-    if (given)
-      return Status::error(fmt::format("{} {}: tensor {} has rows of {} elements, not whole {}-element blocks",
-                                       option, dtype_info(target).name, tensor.name, cols,
-                                       dtype_info(target).block_elems));
-    if (cols % dtype_info(DType::Q8_0).block_elems != 0) return Status::ok();
-    target = DType::Q8_0;
-    if (tensor.dtype == target) return Status::ok();
-  }
-  const Tensor before = tensor;
-  ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, tensor, target, &pool));
-  // The source rows stay in checkpoint.storage (or the file mapping): compared row by row, so a
-  // vocabulary-sized matrix is never held in f32.
-  auto reference = [&](int64_t r, float* out) { weight_row_to_f32(before, r, out); };
-  report.head_tensors.push_back(round_trip_report(before, tensor, reference, stored_bytes(before), pool));
-  return Status::ok();
-}
-
-// What one of the output layer / embedding tensors is to become: its type, whether the user
+// What one of the output layer / embedding tensors is to become: the wanted type, whether the user
 // asked for it, and the option that did.
 struct HeadTarget {
   Tensor* tensor;
@@ -190,23 +164,40 @@ std::vector<HeadTarget> head_targets(Checkpoint& checkpoint, const QuantizeOptio
   return targets;
 }
 
+// The dtype `t` converts its tensor to; nullopt keeps it. Rows that are not whole blocks of the
+// wanted type are an error when the user asked for it, and otherwise fall back as llama-quantize
+// does: Q8_0 when they are whole blocks of 32, else the tensor stays as it is.
+Result<std::optional<DType>> head_tensor_dtype(const HeadTarget& t) {
+  const Tensor& tensor = *t.tensor;
+  if (!t.type || tensor.dtype == *t.type) return std::optional<DType>();
+  const int64_t cols = tensor.cols(), block = dtype_info(*t.type).block_elems;
+  if (cols % block == 0) return t.type;
+  if (t.given)
+    return Status::error(fmt::format("{} {}: tensor {} has rows of {} elements, not whole {}-element blocks", t.option,
+                                     dtype_info(*t.type).name, tensor.name, cols, block));
+  if (cols % dtype_info(DType::Q8_0).block_elems != 0 || tensor.dtype == DType::Q8_0) return std::optional<DType>();
+  return std::optional<DType>(DType::Q8_0);
+}
+
 // A type the user asked for that the rows do not fit, before any work (a calibrated scheme may run
 // for hours before the output layer's turn).
 Status check_head_types_fit(Checkpoint& checkpoint, const QuantizeOptions& options) {
-  for (const HeadTarget& t : head_targets(checkpoint, options)) {
-    if (!t.type || !t.given || t.tensor->dtype == *t.type) continue;
-    const int64_t block = dtype_info(*t.type).block_elems;
-    if (t.tensor->cols() % block != 0)
-      return Status::error(fmt::format("{} {}: tensor {} has rows of {} elements, not whole {}-element blocks",
-                                       t.option, dtype_info(*t.type).name, t.tensor->name, t.tensor->cols(), block));
-  }
+  for (const HeadTarget& t : head_targets(checkpoint, options)) ANVIL_RETURN_IF_ERROR(head_tensor_dtype(t).status());
   return Status::ok();
 }
 
 Status convert_head_tensors(Checkpoint& checkpoint, const QuantizeOptions& options, ThreadPool& pool,
                             QuantizeReport& report) {
-  for (const HeadTarget& t : head_targets(checkpoint, options))
-    ANVIL_RETURN_IF_ERROR(convert_head_tensor(checkpoint, *t.tensor, t.type, t.given, t.option, pool, report));
+  for (const HeadTarget& t : head_targets(checkpoint, options)) {
+    ANVIL_ASSIGN_OR_RETURN(std::optional<DType> target, head_tensor_dtype(t));
+    if (!target) continue;
+    const Tensor before = *t.tensor;
+    ANVIL_RETURN_IF_ERROR(convert_tensor_dtype(checkpoint, *t.tensor, *target, &pool));
+    // The source rows stay in checkpoint.storage (or the file mapping): compared row by row, so a
+    // vocabulary-sized matrix is never held in f32.
+    auto reference = [&](int64_t r, float* out) { weight_row_to_f32(before, r, out); };
+    report.head_tensors.push_back(round_trip_report(before, *t.tensor, reference, stored_bytes(before), pool));
+  }
   return Status::ok();
 }
 
